@@ -1,0 +1,41 @@
+# Babelfish: the two commands a newcomer needs are `make demo` (issue 8) and
+# `make test`. Everything they need is installed by `make tools`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+TOOLS := $(shell scripts/bootstrap.sh --print-dir)
+export PATH := $(TOOLS)/bin:$(PATH)
+GOTEST_FLAGS ?= -race -timeout 30m
+FUZZTIME ?= 60s
+
+.PHONY: all tools build test vet lint proto proto-check fuzz bench help
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+tools: ## obtain the real parts (MinIO, kube-apiserver, etcd, Helm, protoc, espeak-ng, ...) into the tools cache
+	scripts/bootstrap.sh
+
+build: ## build the babelfish binary into bin/
+	go build -o bin/babelfish ./cmd/babelfish
+
+vet: ## go vet and staticcheck
+	go vet ./...
+	staticcheck ./...
+
+proto: tools ## regenerate the Go code of the protos under api/
+	scripts/genproto.sh
+
+proto-check: proto ## fail if the committed generated code is not current
+	@git diff --exit-code -- api/ >/dev/null || { echo "generated proto code is stale: run make proto and commit"; git diff --stat -- api/; exit 1; }
+
+test: tools vet proto-check ## the test command: bootstrap, vet, staticcheck, go test -race on everything
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go test $(GOTEST_FLAGS) ./...
+
+fuzz: ## run the fuzzers for FUZZTIME each (default 60s)
+	go test ./audio -run '^$$' -fuzz FuzzReadWAV -fuzztime $(FUZZTIME)
+
+bench: ## run every benchmark with its defaults
+	for b in bench/*/; do go run ./$$b; done

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// globalFlags are shared by every subcommand.
+type globalFlags struct {
+	logLevel  string
+	logFormat string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "babelfish",
+		Short: "Train and serve direct speech-to-speech translation on GPU clusters",
+		Long: `Babelfish trains and serves direct speech-to-speech translation: speech in one
+language goes straight to speech in another, with no text in between.
+
+One binary holds every role. Researchers build datasets and submit training
+jobs; applications call the Translator gRPC service; SREs watch GPUs and
+queues. Commands marked "planned" are part of the design but not built yet:
+they say which issue brings them and exit with an error.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd.ErrOrStderr(), g.logLevel, g.logFormat)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(logger)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+
+	root.AddGroup(
+		&cobra.Group{ID: "research", Title: "Datasets and training:"},
+		&cobra.Group{ID: "serve", Title: "Serving and translation:"},
+		&cobra.Group{ID: "ops", Title: "Cluster roles and operations:"},
+	)
+	for _, c := range []*cobra.Command{
+		planned("dataset", "Build, inspect and list sharded speech datasets in object storage", 3, "research"),
+		planned("trainer", "Run one rank of a distributed training job (set by the scheduler)", 4, "ops"),
+		planned("eval", "Evaluate a checkpoint: MCD-DTW and concept accuracy beside floor and baseline", 4, "research"),
+		planned("scheduler", "Run the GPU scheduler controller against a Kubernetes cluster", 5, "ops"),
+		planned("gpu-agent", "Run the NVML GPU agent: metrics, inventory and health for one node", 6, "ops"),
+		planned("gpus", "Show a live table of GPUs across nodes", 6, "ops"),
+		planned("serve", "Serve the Translator gRPC API from the current model release", 7, "serve"),
+		planned("translate", "Translate a WAV file through a Babelfish server", 7, "serve"),
+		planned("promote", "Promote a checkpoint to a model release, or roll back", 7, "serve"),
+		planned("up", "Run the whole system on this machine (storage, scheduler, GPUs, serving)", 8, "ops"),
+		planned("submit", "Submit a TrainingJob from a YAML file", 8, "research"),
+		planned("jobs", "List training jobs and their phases", 8, "research"),
+		planned("logs", "Show a training job's logs", 8, "research"),
+		planned("cancel", "Cancel a training job", 8, "research"),
+	} {
+		root.AddCommand(c)
+	}
+	sim := newSimCmd()
+	sim.GroupID = "ops"
+	root.AddCommand(sim, newVersionCmd())
+	return root
+}
+
+// planned returns a command that is part of the design but not built yet.
+// Its help says so and which issue brings it; running it is an error, so a
+// script never mistakes it for work done.
+func planned(name, short string, issue int, group string) *cobra.Command {
+	return &cobra.Command{
+		Use:     name,
+		Short:   fmt.Sprintf("%s (planned: issue %d)", short, issue),
+		Long:    fmt.Sprintf("%s.\n\nNot built yet: issue %d brings it. Running it exits with an error.", short, issue),
+		GroupID: group,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("%s is not built yet (planned in issue %d)", name, issue)
+		},
+	}
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this binary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := "(devel)"
+			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+				v = bi.Main.Version
+			}
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "babelfish", v)
+			return err
+		},
+	}
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}
