@@ -1,0 +1,29 @@
+// Package audio is Babelfish's audio DSP building block: reading and writing
+// WAV, band-limited resampling, log-mel features for the speech encoder, and
+// Griffin-Lim inversion of log-mel spectrograms back to a waveform.
+//
+// Audio lives in memory as a [Clip]: mono float32 samples, nominally in
+// [-1, 1], at an integer sample rate. Every reader downmixes to mono.
+//
+// Bad input is reported, never a crash: [ReadWAV] and [DecodeWAV] check the
+// header against the actual input and against caller-set [Limits], and every
+// error they return for bad or oversized input matches [ErrMalformed],
+// [ErrUnsupported] or [ErrLimit] (see [IsInvalidInput]), so a gRPC layer can
+// answer INVALID_ARGUMENT. Memory use is bounded by the bytes actually read,
+// whatever sizes a header declares.
+//
+// The pieces:
+//
+//   - WAV: [ReadWAV], [DecodeWAV], [WriteWAV], [EncodeWAV]; PCM 8/16/24/32-bit,
+//     IEEE float 32/64-bit, WAVE_FORMAT_EXTENSIBLE, any channel count.
+//   - Resampling: [Resampler] (streaming) and [Resample] (one shot), a Kaiser
+//     windowed-sinc polyphase filter with the cutoff below the lower of the two
+//     Nyquist frequencies.
+//   - Features: [MelAnalyzer] computes log-mel spectrograms (Hann STFT with
+//     gonum's FFT, Slaney mel filterbank) as a row-major frames x mels
+//     [Spectrogram], the layout the encoder consumes.
+//   - Inversion: [MelAnalyzer.Invert] turns a log-mel spectrogram back into
+//     speech (non-negative least squares to linear magnitude, then fast
+//     Griffin-Lim), for baselines and debugging before a trained vocoder.
+//   - Helpers: [Clip.Duration], [Peak], [Normalize], [RMS], [FrameRMS].
+package audio

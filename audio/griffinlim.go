@@ -1,0 +1,269 @@
+package audio
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"gonum.org/v1/gonum/dsp/fourier"
+	"gonum.org/v1/gonum/mat"
+)
+
+// GriffinLimConfig tunes spectrogram inversion. A zero field takes its
+// default.
+type GriffinLimConfig struct {
+	// Iterations of (fast) Griffin-Lim. Default 60.
+	Iterations int
+	// Momentum is the fast Griffin-Lim extrapolation weight (Perraudin et
+	// al., 2013). Default 0.99; a negative value runs plain Griffin-Lim.
+	Momentum float64
+	// NNLSIterations refine the pseudo-inverse estimate of the linear
+	// spectrum from the mel spectrum towards the non-negative least-squares
+	// solution. Default 100; a negative value keeps the clipped
+	// pseudo-inverse.
+	NNLSIterations int
+	// Seed picks the random initial phase; the same seed gives the same
+	// waveform.
+	Seed uint64
+	// Length is the output length in samples; it must give the
+	// spectrogram's frame count (1+Length/Hop). Default (frames-1)*Hop
+	// (1 for a single frame).
+	Length int
+}
+
+func (c GriffinLimConfig) withDefaults() (GriffinLimConfig, error) {
+	if c.Iterations == 0 {
+		c.Iterations = 60
+	}
+	if c.Momentum == 0 {
+		c.Momentum = 0.99
+	}
+	if c.NNLSIterations == 0 {
+		c.NNLSIterations = 100
+	}
+	switch {
+	case c.Iterations < 0 || c.Iterations > 10000:
+		return c, fmt.Errorf("audio: GriffinLimConfig.Iterations is %d: want 0..10000", c.Iterations)
+	case c.Momentum >= 1.5 || math.IsNaN(c.Momentum):
+		return c, fmt.Errorf("audio: GriffinLimConfig.Momentum is %g: want < 1.5 (fast Griffin-Lim diverges beyond)", c.Momentum)
+	case c.NNLSIterations > 100000:
+		return c, fmt.Errorf("audio: GriffinLimConfig.NNLSIterations is %d: want <= 100000", c.NNLSIterations)
+	case c.Length < 0:
+		return c, fmt.Errorf("audio: GriffinLimConfig.Length is %d: want >= 0", c.Length)
+	}
+	c.Momentum = max(c.Momentum, 0)
+	c.NNLSIterations = max(c.NNLSIterations, 0)
+	return c, nil
+}
+
+// Invert turns a log-mel spectrogram (as LogMel makes it) back into a
+// waveform: MelToMagnitude, then GriffinLim.
+func (a *MelAnalyzer) Invert(ctx context.Context, logMel Spectrogram, cfg GriffinLimConfig) ([]float32, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	mag, err := a.MelToMagnitude(logMel, cfg.NNLSIterations)
+	if err != nil {
+		return nil, err
+	}
+	return a.griffinLim(ctx, mag, cfg)
+}
+
+// filterbankPinv is the Moore-Penrose pseudo-inverse of the NMels x bins
+// filterbank, computed once per analyzer.
+func (a *MelAnalyzer) filterbankPinv() (*mat.Dense, error) {
+	a.pinvOnce.Do(func() {
+		b := mat.NewDense(a.cfg.NMels, a.bins, nil)
+		for m, f := range a.fb {
+			for i, w := range f.w {
+				b.Set(m, f.start+i, w)
+			}
+		}
+		var svd mat.SVD
+		if !svd.Factorize(b, mat.SVDThin) {
+			a.pinvErr = fmt.Errorf("audio: SVD of the %d x %d mel filterbank did not converge", a.cfg.NMels, a.bins)
+			return
+		}
+		var u, v mat.Dense
+		svd.UTo(&u)
+		svd.VTo(&v)
+		sv := svd.Values(nil)
+		// Singular values this far below the largest come from (nearly)
+		// empty bands; inverting them would only amplify noise.
+		cut := sv[0] * 1e-6
+		for i, s := range sv {
+			if s > cut {
+				sv[i] = 1 / s
+			} else {
+				sv[i] = 0
+			}
+		}
+		// pinv = V diag(1/s) U^T
+		v.Apply(func(_, j int, x float64) float64 { return x * sv[j] }, &v)
+		var p mat.Dense
+		p.Mul(&v, u.T())
+		a.pinv = &p
+	})
+	return a.pinv, a.pinvErr
+}
+
+// MelToMagnitude estimates the linear STFT magnitude, frames x (NFFT/2+1),
+// whose filterbank output best matches exp(logMel): the pseudo-inverse
+// solution clipped at zero, refined by nnlsIters multiplicative updates
+// towards the non-negative least-squares solution.
+func (a *MelAnalyzer) MelToMagnitude(logMel Spectrogram, nnlsIters int) (Spectrogram, error) {
+	if err := logMel.check(); err != nil {
+		return Spectrogram{}, err
+	}
+	if logMel.Bins != a.cfg.NMels {
+		return Spectrogram{}, fmt.Errorf("audio: log-mel spectrogram has %d bins, the analyzer %d mels (NMels)", logMel.Bins, a.cfg.NMels)
+	}
+	pinv, err := a.filterbankPinv()
+	if err != nil {
+		return Spectrogram{}, err
+	}
+	nm, nb := a.cfg.NMels, a.bins
+	out := Spectrogram{Frames: logMel.Frames, Bins: nb, Data: make([]float32, logMel.Frames*nb)}
+	mel := make([]float64, nm)
+	s := make([]float64, nb)
+	num := make([]float64, nb) // B^T mel
+	den := make([]float64, nb) // B^T B s
+	bs := make([]float64, nm)
+	melVec := mat.NewVecDense(nm, mel)
+	sVec := mat.NewVecDense(nb, s)
+	for t := range logMel.Frames {
+		for m, v := range logMel.Row(t) {
+			mel[m] = math.Exp(float64(v))
+		}
+		sVec.MulVec(pinv, melVec)
+		peak := 0.0
+		for k, v := range s {
+			s[k] = max(v, 0)
+			peak = max(peak, s[k])
+		}
+		if nnlsIters > 0 && peak > 0 {
+			// Multiplicative updates keep s >= 0 but cannot move a zero:
+			// start every bin slightly positive.
+			for k := range s {
+				s[k] = max(s[k], peak*1e-6)
+			}
+			a.melT(num, mel)
+			for range nnlsIters {
+				a.melApply(bs, s)
+				a.melT(den, bs)
+				for k := range s {
+					if num[k] <= 0 {
+						s[k] = 0
+					} else {
+						s[k] *= num[k] / (den[k] + 1e-30)
+					}
+				}
+			}
+		}
+		row := out.Row(t)
+		for k, v := range s {
+			if a.cfg.Power == 2 {
+				v = math.Sqrt(v)
+			}
+			row[k] = float32(v)
+		}
+	}
+	return out, nil
+}
+
+// melApply sets dst (NMels) to B s.
+func (a *MelAnalyzer) melApply(dst, s []float64) {
+	for m, f := range a.fb {
+		var e float64
+		for i, w := range f.w {
+			e += w * s[f.start+i]
+		}
+		dst[m] = e
+	}
+}
+
+// melT sets dst (bins) to B^T v.
+func (a *MelAnalyzer) melT(dst, v []float64) {
+	clear(dst)
+	for m, f := range a.fb {
+		for i, w := range f.w {
+			dst[f.start+i] += w * v[m]
+		}
+	}
+}
+
+// GriffinLim finds a waveform whose STFT magnitude approaches mag (frames x
+// NFFT/2+1, e.g. from Magnitude or MelToMagnitude) by alternating
+// projections, with fast Griffin-Lim momentum unless cfg.Momentum < 0. It
+// starts from a seeded random phase, so it is deterministic. ctx is checked
+// between iterations.
+func (a *MelAnalyzer) GriffinLim(ctx context.Context, mag Spectrogram, cfg GriffinLimConfig) ([]float32, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return a.griffinLim(ctx, mag, cfg)
+}
+
+// griffinLim is GriffinLim with cfg's defaults already applied.
+func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg GriffinLimConfig) ([]float32, error) {
+	if err := mag.check(); err != nil {
+		return nil, err
+	}
+	if mag.Bins != a.bins {
+		return nil, fmt.Errorf("audio: magnitude spectrogram has %d bins, want NFFT/2+1 = %d", mag.Bins, a.bins)
+	}
+	frames := mag.Frames
+	if frames == 0 {
+		return []float32{}, nil
+	}
+	length := cfg.Length
+	if length == 0 {
+		length = max((frames-1)*a.cfg.Hop, 1)
+	}
+	if a.numFrames(length) != frames {
+		return nil, fmt.Errorf("audio: GriffinLimConfig.Length %d gives %d frames at hop %d, the spectrogram has %d", length, a.numFrames(length), a.cfg.Hop, frames)
+	}
+
+	fft := fourier.NewFFT(a.cfg.NFFT)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
+	n := len(mag.Data)
+	c := make([]complex128, n)     // current estimate
+	tPrev := make([]complex128, n) // previous projection
+	for i, m := range mag.Data {
+		sin, cos := math.Sincos(2 * math.Pi * rng.Float64())
+		c[i] = complex(float64(m)*cos, float64(m)*sin)
+	}
+	copy(tPrev, c)
+	norm := a.olaNorm(frames, length)
+	var x []float64
+	var z []complex128
+	for it := range cfg.Iterations {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("audio: Griffin-Lim stopped at iteration %d of %d: %w", it, cfg.Iterations, err)
+		}
+		// Project onto consistent spectrograms (STFT of a signal), then
+		// onto the target magnitude; extrapolate along the step.
+		x = a.istft(c, frames, norm, fft, x)
+		z = a.stft(x, fft, z)
+		for i, zi := range z {
+			m := float64(mag.Data[i])
+			var t complex128
+			if r := math.Sqrt(real(zi)*real(zi) + imag(zi)*imag(zi)); r > 1e-12 {
+				t = zi * complex(m/r, 0)
+			} else {
+				t = complex(m, 0)
+			}
+			c[i] = t + complex(cfg.Momentum, 0)*(t-tPrev[i])
+			tPrev[i] = t
+		}
+	}
+	x = a.istft(tPrev, frames, norm, fft, x)
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(v)
+	}
+	return out, nil
+}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package audio
+
+// raceEnabled relaxes timing bounds under the race detector.
+const raceEnabled = false
