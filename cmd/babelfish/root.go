@@ -48,12 +48,9 @@ they say which issue brings them and exit with an error.`,
 		&cobra.Group{ID: "ops", Title: "Cluster roles and operations:"},
 	)
 	for _, c := range []*cobra.Command{
-		planned("dataset", "Build, inspect and list sharded speech datasets in object storage", 3, "research"),
 		planned("trainer", "Run one rank of a distributed training job (set by the scheduler)", 4, "ops"),
 		planned("eval", "Evaluate a checkpoint: MCD-DTW and concept accuracy beside floor and baseline", 4, "research"),
 		planned("scheduler", "Run the GPU scheduler controller against a Kubernetes cluster", 5, "ops"),
-		planned("gpu-agent", "Run the NVML GPU agent: metrics, inventory and health for one node", 6, "ops"),
-		planned("gpus", "Show a live table of GPUs across nodes", 6, "ops"),
 		planned("serve", "Serve the Translator gRPC API from the current model release", 7, "serve"),
 		planned("translate", "Translate a WAV file through a Babelfish server", 7, "serve"),
 		planned("promote", "Promote a checkpoint to a model release, or roll back", 7, "serve"),
@@ -65,9 +62,16 @@ they say which issue brings them and exit with an error.`,
 	} {
 		root.AddCommand(c)
 	}
-	sim := newSimCmd()
-	sim.GroupID = "ops"
-	root.AddCommand(sim, newVersionCmd())
+	for group, cmds := range map[string][]*cobra.Command{
+		"research": {newDatasetCmd()},
+		"ops":      {newSimCmd(), newGPUAgentCmd(), newGPUsCmd()},
+	} {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	root.AddCommand(newVersionCmd())
 	return root
 }
 
