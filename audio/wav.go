@@ -55,8 +55,10 @@ const (
 	// are 16, 18 or 40 bytes.
 	maxFmtSize = 1 << 10
 	// unknownSize is what streaming writers put in the data chunk size
-	// when they cannot seek back: read to the end of the input.
-	unknownSize = 0xFFFFFFFF
+	// when they cannot seek back: read to the end of the input. espeak-ng
+	// --stdout writes streamedSize (0x7FFFF000) instead, meaning the same.
+	streamedSize = 0x7FFFF000
+	unknownSize  = 0xFFFFFFFF
 	// readBlock is how many bytes of sample data are read at a time.
 	readBlock = 64 << 10
 )
@@ -316,7 +318,7 @@ func (d *wavDecoder) tooLong(frames int64, rate int) error {
 
 func (d *wavDecoder) readData(f wavFormat, declared uint32) (Clip, error) {
 	frameSize := int64(f.frameSize())
-	size, known := int64(declared), declared != unknownSize
+	size, known := int64(declared), declared != unknownSize && declared != streamedSize
 	if d.avail >= 0 {
 		left := d.avail - d.in.n
 		if !known {

@@ -156,6 +156,7 @@ func TestReadWAVFormats(t *testing.T) {
 		{"extensible float32 stereo", wavSpec{tag: tagFloat, extensible: true, channels: 2, rate: 32000, bits: 32}, 0},
 		{"odd-sized chunks with padding", wavSpec{tag: tagPCM, channels: 1, rate: 16000, bits: 16, before: odd}, 0},
 		{"streamed data size 0xFFFFFFFF", wavSpec{tag: tagPCM, channels: 2, rate: 16000, bits: 16, dataSize: u32p(unknownSize)}, 0},
+		{"espeak-ng's streamed data size 0x7FFFF000", wavSpec{tag: tagPCM, channels: 1, rate: 22050, bits: 16, dataSize: u32p(streamedSize)}, 0},
 		{"trailing chunk after data", wavSpec{tag: tagPCM, channels: 1, rate: 16000, bits: 16, trailer: []byte("LIST\x04\x00\x00\x00abcd")}, 0},
 	}
 	for _, tc := range tests {

@@ -159,3 +159,16 @@ func cldrName(code string) string {
 	}
 	return strings.Join(parts, "_")
 }
+
+// Version is espeak-ng's version line ("eSpeak NG text-to-speech: 1.51 ..."),
+// recorded in manifests; "unknown" if it cannot be run.
+func (e Espeak) Version(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, e.Path, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	// Drop the data path espeak-ng appends: it names this machine's layout.
+	line, _, _ = strings.Cut(line, "  Data at:")
+	return strings.TrimSpace(line)
+}
