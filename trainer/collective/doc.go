@@ -1,0 +1,26 @@
+// Package collective is the communication layer of the distributed trainer:
+// rendezvous of the ranks of one job and the collective operations of
+// data-parallel training (all-reduce, broadcast, barrier) over gRPC.
+//
+// Every rank runs a gRPC server (service babelfish.collective.v1.Collective).
+// Ranks find each other either from a static peer list or by registering
+// their listen address with rank 0, which answers with the full list once
+// the whole gang of the same job and generation is in. Each rank then opens
+// one long-lived stream to its right neighbour (rank+1 mod world size); all
+// collectives run over that ring.
+//
+// AllReduce is the bandwidth-optimal ring algorithm: the buffer is split into
+// world-size segments, a reduce-scatter sums each segment around the ring and
+// an all-gather passes the sums around again. Segments travel in chunks of
+// Config.ChunkBytes, and a chunk is forwarded as soon as it has been reduced,
+// so the steps pipeline. Float32 values go on the wire as raw little-endian
+// bytes; on little-endian hosts the sender hands the caller's memory to gRPC
+// without copying and the receiver reduces straight out of gRPC's receive
+// buffers. Every rank ends with bitwise-identical results and, for a fixed
+// world size, the summation order is fixed, so runs are reproducible.
+//
+// A failure anywhere (a peer that dies, a broken stream, an operation that
+// outlives Config.OpTimeout or its context) breaks the group: every pending
+// and later operation on every rank returns an error promptly, and the job is
+// expected to restart the gang with a new generation.
+package collective

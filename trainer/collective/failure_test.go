@@ -1,0 +1,229 @@
+package collective
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// helperEnv makes the test binary run as one rank (see TestMain).
+const helperEnv = "BABELFISH_COLLECTIVE_TEST_HELPER"
+
+// failLength is the buffer length of the failure tests: large enough that
+// an all-reduce spans many chunks.
+const failLength = 50000
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "loop" {
+		os.Exit(helperRank())
+	}
+	os.Exit(m.Run())
+}
+
+// helperRank joins from the environment and all-reduces until it fails or
+// is killed.
+func helperRank() int {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	cfg.ChunkBytes = 4096
+	cfg.Logger = quietLogger()
+	g, err := Join(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer g.Close()
+	buf := make([]float32, failLength)
+	for {
+		if err := g.AllReduce(context.Background(), buf); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+}
+
+// droppingListener lets a test cut every accepted connection abruptly, as
+// a crashed host would.
+type droppingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *droppingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *droppingListener) drop() {
+	l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // RST, not FIN
+		}
+		c.Close()
+	}
+}
+
+// TestRankFailure: when one rank dies or stalls in the middle of a run of
+// all-reduces, every other rank's AllReduce returns an error promptly, and
+// so does every later call.
+func TestRankFailure(t *testing.T) {
+	const n, victim = 4, 2
+	tests := []struct {
+		name      string
+		process   bool          // victim runs in a child process, killed with SIGKILL
+		opTimeout time.Duration // the others' op timeout
+		within    time.Duration // every other rank must fail this soon after the fault
+		fault     func(g *Group, l *droppingListener, child *exec.Cmd) error
+		want      string // in at least one error
+	}{
+		{name: "process killed", process: true, opTimeout: time.Minute, within: 5 * time.Second,
+			fault: func(_ *Group, _ *droppingListener, child *exec.Cmd) error { return child.Process.Kill() }},
+		{name: "group closed", opTimeout: time.Minute, within: 5 * time.Second,
+			fault: func(g *Group, _ *droppingListener, _ *exec.Cmd) error { return g.Close() }},
+		{name: "connections dropped", opTimeout: time.Minute, within: 5 * time.Second,
+			fault: func(_ *Group, l *droppingListener, _ *exec.Cmd) error { l.drop(); return nil }},
+		// The victim stays connected but stops calling: only the op timeout
+		// can tell.
+		{name: "rank stalls", opTimeout: 500 * time.Millisecond, within: 5 * time.Second,
+			fault: func(*Group, *droppingListener, *exec.Cmd) error { return nil }, want: EnvOpTimeout},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rv := listenLoopback(t)
+			victimLis := &droppingListener{Listener: listenLoopback(t)}
+			var cfgs []Config
+			for r := range n {
+				if tc.process && r == victim {
+					continue
+				}
+				c := Config{
+					Rank: r, WorldSize: n, Rendezvous: rv.Addr().String(), ListenAddr: "127.0.0.1:0",
+					JobID: "fail", Generation: tc.name, RendezvousTimeout: 20 * time.Second,
+					OpTimeout: tc.opTimeout, ChunkBytes: 4096, Logger: quietLogger(),
+				}
+				switch r {
+				case 0:
+					c.Listener, c.ListenAddr = rv, ""
+				case victim:
+					c.Listener, c.ListenAddr = victimLis, ""
+				}
+				cfgs = append(cfgs, c)
+			}
+			var child *exec.Cmd
+			if tc.process {
+				victimLis.Close()
+				child = exec.Command(os.Args[0], "-test.run=^$")
+				child.Env = append(os.Environ(), helperEnv+"=loop",
+					fmt.Sprintf("%s=%d", EnvRank, victim), fmt.Sprintf("%s=%d", EnvWorldSize, n),
+					EnvRendezvous+"="+rv.Addr().String(), EnvListen+"=127.0.0.1:0",
+					EnvJobID+"=fail", EnvGeneration+"="+tc.name)
+				if err := child.Start(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+			}
+			gs := joinAll(t, cfgs, nil)
+			var victimGroup *Group
+			var others []*Group
+			for _, g := range gs {
+				if g.Rank() == victim {
+					victimGroup = g
+				} else {
+					others = append(others, g)
+				}
+			}
+
+			var done atomic.Int64 // all-reduces completed by the first other rank
+			errs := make([]error, len(others))
+			failedAt := make([]time.Time, len(others))
+			var wg sync.WaitGroup
+			for i, g := range others {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]float32, failLength)
+					deadline := time.Now().Add(time.Minute)
+					for time.Now().Before(deadline) {
+						if errs[i] = g.AllReduce(context.Background(), buf); errs[i] != nil {
+							failedAt[i] = time.Now()
+							return
+						}
+						if i == 0 {
+							done.Add(1)
+						}
+					}
+				}()
+			}
+			stopVictim := make(chan struct{})
+			if victimGroup != nil && tc.name != "rank stalls" {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]float32, failLength)
+					for {
+						select {
+						case <-stopVictim:
+							return
+						default:
+						}
+						if victimGroup.AllReduce(context.Background(), buf) != nil {
+							return
+						}
+					}
+				}()
+			}
+			// Let a few operations complete so that the fault lands mid-run.
+			for wait := time.Now().Add(time.Minute); tc.name != "rank stalls" && done.Load() < 3 && time.Now().Before(wait); {
+				time.Sleep(time.Millisecond)
+			}
+			faultAt := time.Now()
+			if err := tc.fault(victimGroup, victimLis, child); err != nil {
+				t.Fatal(err)
+			}
+			close(stopVictim)
+			wg.Wait()
+			found := tc.want == ""
+			var slowest time.Duration
+			for i, g := range others {
+				if errs[i] == nil {
+					t.Fatalf("rank %d: all-reduces kept succeeding for a minute after the fault", g.Rank())
+				}
+				d := failedAt[i].Sub(faultAt)
+				if d > tc.within {
+					t.Errorf("rank %d: failed %v after the fault, want within %v", g.Rank(), d, tc.within)
+				}
+				slowest = max(slowest, d)
+				found = found || containsAll(errs[i].Error(), tc.want)
+				start := time.Now()
+				if err := g.AllReduce(context.Background(), make([]float32, 10)); err == nil || time.Since(start) > time.Second {
+					t.Errorf("rank %d: AllReduce on a broken group: err %v after %v", g.Rank(), err, time.Since(start))
+				}
+				if g.Err() == nil {
+					t.Errorf("rank %d: Err() is nil on a broken group", g.Rank())
+				}
+			}
+			if !found {
+				t.Errorf("no error mentions %q: %v", tc.want, errs)
+			}
+			t.Logf("fault after %d all-reduces; every other rank failed within %v; first error: %v", done.Load(), slowest.Round(time.Millisecond), errs[0])
+		})
+	}
+}
