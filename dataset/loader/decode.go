@@ -1,0 +1,117 @@
+package loader
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"babelfish.dev/babelfish/dataset/shard"
+	"babelfish.dev/babelfish/objstore"
+)
+
+// ErrCorruptShard is matched (errors.Is) by every *ShardError.
+var ErrCorruptShard = errors.New("corrupt shard")
+
+// ShardError is a corrupt shard: its bytes are not the ones its manifest
+// committed to, or they do not decode as records.
+type ShardError struct {
+	Shard string // "name/version/shards/00003"
+	// Offset is the byte offset of the first bad record, or -1 when the
+	// object as a whole failed its sha256 or size check.
+	Offset int64
+	Err    error
+}
+
+func (e *ShardError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("loader: shard %s is corrupt (the whole object fails its checksum, so no record offset): %v", e.Shard, e.Err)
+	}
+	return fmt.Sprintf("loader: shard %s is corrupt at byte offset %d: %v", e.Shard, e.Offset, e.Err)
+}
+
+func (e *ShardError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrCorruptShard) true.
+func (e *ShardError) Is(target error) bool { return target == ErrCorruptShard }
+
+// asShardError turns a fetch or decode error into a *ShardError when it
+// means the shard's content is bad, and returns nil otherwise (a network
+// failure past the retry budget, a cancelled context).
+func asShardError(name string, err error) *ShardError {
+	var ce *shard.CorruptError
+	switch {
+	case errors.As(err, &ce):
+		return &ShardError{Shard: name, Offset: ce.Offset, Err: err}
+	case errors.Is(err, objstore.ErrChecksum):
+		return &ShardError{Shard: name, Offset: -1, Err: err}
+	}
+	return nil
+}
+
+// decoded is one shard's records. Sample k of the shard is utterance
+// k-first[r] of the record r with first[r] <= k < first[r+1].
+type decoded struct {
+	records []*shard.Record
+	first   []int
+	lengths []int32 // audio samples of each sample, for length bucketing
+}
+
+func (d *decoded) locate(k int) (*shard.Record, int) {
+	r := sort.Search(len(d.records), func(i int) bool { return d.first[i+1] > k })
+	return d.records[r], k - d.first[r]
+}
+
+// decode parses a verified shard held in data. The records' audio slices
+// point into data rather than being copied: a shard is read once from the
+// network and never copied again for its audio. shard.Reader validates each
+// record (CRC-32C) in its own buffer; the audio payloads of a record are, by
+// the record layout, its last bytes before the 4-byte CRC.
+func decode(name string, data []byte, info shard.ShardInfo, wantLengths bool) (*decoded, error) {
+	rd := shard.NewReader(name, bytes.NewReader(data))
+	d := &decoded{first: []int{0}}
+	if info.Records > 0 {
+		d.records = make([]*shard.Record, 0, info.Records)
+		d.first = make([]int, 1, info.Records+1)
+	}
+	if wantLengths {
+		d.lengths = make([]int32, 0, info.Utterances)
+	}
+	n := 0
+	for {
+		start := rd.Offset()
+		rec, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		end := rd.Offset()
+		total := 0
+		for _, u := range rec.Utterances {
+			total += len(u.Audio)
+		}
+		p := end - 4 - int64(total)
+		if p < start+8 || end > int64(len(data)) {
+			return nil, &shard.CorruptError{Shard: name, Offset: start, Reason: "record layout does not match its sizes"}
+		}
+		for i := range rec.Utterances {
+			sz := int64(len(rec.Utterances[i].Audio))
+			rec.Utterances[i].Audio = data[p : p+sz : p+sz]
+			p += sz
+			if wantLengths {
+				d.lengths = append(d.lengths, int32(rec.Utterances[i].Samples))
+			}
+		}
+		n += len(rec.Utterances)
+		d.records = append(d.records, rec)
+		d.first = append(d.first, n)
+	}
+	if len(d.records) != info.Records || n != info.Utterances {
+		return nil, &shard.CorruptError{Shard: name, Offset: rd.Offset(),
+			Reason: fmt.Sprintf("shard holds %d records and %d utterances, its manifest entry says %d and %d", len(d.records), n, info.Records, info.Utterances)}
+	}
+	return d, nil
+}
