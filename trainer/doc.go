@@ -1,6 +1,20 @@
 // Package trainer runs one rank of a data-parallel training job of the
-// direct speech-to-speech translation model: rendezvous, ring all-reduce over
-// gRPC, checkpoints to object storage, and progress reporting.
+// direct speech-to-speech translation model (package model).
 //
-// Not built yet: issue 4 brings it.
+// Every rank streams its partition of each global batch from a dataset
+// version (dataset/loader), draws one translation pair per sample inside the
+// sample's record, computes summed losses and gradients on its share,
+// all-reduces them over the collective ring (trainer/collective) and takes
+// the same Adam step as every other rank, so N ranks train exactly like one
+// rank with the same global batch (up to float summation order). Which pair
+// a sample yields depends only on (seed, epoch, global sample index), never
+// on rank or world size.
+//
+// The unit codebook (k-means over canonical speech of the training split) is
+// learned deterministically on rank 0 and broadcast. Rank 0 writes
+// checkpoints to checkpoints/<job>/<step>/ as objstore artifacts (weights
+// with codebook and config, optimizer state, data cursor, metrics; the
+// manifest last); every rank restores the latest committed one on start.
+// A stop request (SIGTERM) is agreed on by all ranks through the same
+// all-reduce, so they finish the same step, checkpoint and return nil.
 package trainer

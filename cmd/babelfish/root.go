@@ -48,7 +48,6 @@ they say which issue brings them and exit with an error.`,
 		&cobra.Group{ID: "ops", Title: "Cluster roles and operations:"},
 	)
 	for _, c := range []*cobra.Command{
-		planned("trainer", "Run one rank of a distributed training job (set by the scheduler)", 4, "ops"),
 		planned("eval", "Evaluate a checkpoint: MCD-DTW and concept accuracy beside floor and baseline", 4, "research"),
 		planned("scheduler", "Run the GPU scheduler controller against a Kubernetes cluster", 5, "ops"),
 		planned("serve", "Serve the Translator gRPC API from the current model release", 7, "serve"),
@@ -64,7 +63,7 @@ they say which issue brings them and exit with an error.`,
 	}
 	for group, cmds := range map[string][]*cobra.Command{
 		"research": {newDatasetCmd()},
-		"ops":      {newSimCmd(), newGPUAgentCmd(), newGPUsCmd()},
+		"ops":      {newTrainerCmd(), newSimCmd(), newGPUAgentCmd(), newGPUsCmd()},
 	} {
 		for _, c := range cmds {
 			c.GroupID = group

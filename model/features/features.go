@@ -1,0 +1,232 @@
+package features
+
+import (
+	"fmt"
+	"math"
+
+	"babelfish.dev/babelfish/audio"
+)
+
+// Frontend turns audio into log-mel frames at one configuration. It is safe
+// for concurrent use.
+type Frontend struct {
+	mel    *audio.MelAnalyzer
+	trimDB float64
+	pad    int
+}
+
+// Config configures a Frontend. A zero field takes its default.
+type Config struct {
+	// Mel is the log-mel analysis; zero fields take audio.DefaultMelConfig.
+	Mel audio.MelConfig `json:"mel"`
+	// TrimDB is how far below the loudest frame (in dB of frame power) a
+	// leading or trailing frame counts as silence. Default 40.
+	TrimDB float64 `json:"trim_db"`
+	// TrimPad is how many silent frames are kept on each side of the speech.
+	// Default 2.
+	TrimPad int `json:"trim_pad"`
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	d := audio.DefaultMelConfig()
+	if c.Mel.SampleRate == 0 {
+		c.Mel = d
+	}
+	if c.TrimDB == 0 {
+		c.TrimDB = 40
+	}
+	if c.TrimPad == 0 {
+		c.TrimPad = 2
+	}
+	return c
+}
+
+// NewFrontend validates cfg and builds the analyzer.
+func NewFrontend(cfg Config) (*Frontend, error) {
+	cfg = cfg.WithDefaults()
+	if cfg.TrimDB < 0 || cfg.TrimDB > 200 {
+		return nil, fmt.Errorf("features: Config.TrimDB is %g: want 0..200", cfg.TrimDB)
+	}
+	if cfg.TrimPad < 0 || cfg.TrimPad > 1000 {
+		return nil, fmt.Errorf("features: Config.TrimPad is %d: want 0..1000", cfg.TrimPad)
+	}
+	a, err := audio.NewMelAnalyzer(cfg.Mel)
+	if err != nil {
+		return nil, err
+	}
+	return &Frontend{mel: a, trimDB: cfg.TrimDB, pad: cfg.TrimPad}, nil
+}
+
+// Analyzer is the frontend's mel analyzer (for inversion).
+func (f *Frontend) Analyzer() *audio.MelAnalyzer { return f.mel }
+
+// Rate is the sample rate the frontend analyses at.
+func (f *Frontend) Rate() int { return f.mel.Config().SampleRate }
+
+// LogMel resamples c to the frontend's rate when needed and returns its
+// log-mel frames with leading and trailing silence trimmed.
+func (f *Frontend) LogMel(c audio.Clip) (audio.Spectrogram, error) {
+	if c.Rate <= 0 {
+		return audio.Spectrogram{}, fmt.Errorf("features: clip rate is %d Hz: want > 0", c.Rate)
+	}
+	if c.Rate != f.Rate() {
+		var err error
+		if c, err = audio.Resample(c, f.Rate()); err != nil {
+			return audio.Spectrogram{}, err
+		}
+	}
+	return Trim(f.mel.LogMel(c.Samples), f.trimDB, f.pad), nil
+}
+
+// FrameEnergy is each frame's log power (natural log of the summed mel
+// power), from a natural-log mel spectrogram.
+func FrameEnergy(s audio.Spectrogram) []float64 {
+	out := make([]float64, s.Frames)
+	for t := range s.Frames {
+		row := s.Row(t)
+		m := math.Inf(-1)
+		for _, v := range row {
+			m = max(m, float64(v))
+		}
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(float64(v) - m)
+		}
+		out[t] = m + math.Log(sum)
+	}
+	return out
+}
+
+// Trim drops leading and trailing frames whose power is more than db
+// decibels below the loudest frame, keeping pad frames of margin. The result
+// shares s's data. A spectrogram with no frame above the threshold is
+// returned whole.
+func Trim(s audio.Spectrogram, db float64, pad int) audio.Spectrogram {
+	if s.Frames == 0 {
+		return s
+	}
+	e := FrameEnergy(s)
+	peak := math.Inf(-1)
+	for _, v := range e {
+		peak = max(peak, v)
+	}
+	thr := peak - db*math.Ln10/10
+	first, last := -1, -1
+	for t, v := range e {
+		if v >= thr {
+			if first < 0 {
+				first = t
+			}
+			last = t
+		}
+	}
+	if first < 0 {
+		return s
+	}
+	first = max(0, first-pad)
+	last = min(s.Frames-1, last+pad)
+	return audio.Spectrogram{Frames: last - first + 1, Bins: s.Bins, Data: s.Data[first*s.Bins : (last+1)*s.Bins]}
+}
+
+// Normalize returns a copy of s with each bin's mean removed and the result
+// divided by the utterance's overall standard deviation (floored at 1e-3),
+// so an utterance's loudness and average spectral tilt (much of what tells
+// one voice from another) are removed while its shape over time is kept.
+func Normalize(s audio.Spectrogram) audio.Spectrogram {
+	out := audio.Spectrogram{Frames: s.Frames, Bins: s.Bins, Data: make([]float32, len(s.Data))}
+	if s.Frames == 0 {
+		return out
+	}
+	mean := make([]float64, s.Bins)
+	for t := range s.Frames {
+		for b, v := range s.Row(t) {
+			mean[b] += float64(v)
+		}
+	}
+	for b := range mean {
+		mean[b] /= float64(s.Frames)
+	}
+	var ss float64
+	for t := range s.Frames {
+		for b, v := range s.Row(t) {
+			d := float64(v) - mean[b]
+			ss += d * d
+		}
+	}
+	sd := max(math.Sqrt(ss/float64(len(s.Data))), 1e-3)
+	for t := range s.Frames {
+		row, dst := s.Row(t), out.Row(t)
+		for b, v := range row {
+			dst[b] = float32((float64(v) - mean[b]) / sd)
+		}
+	}
+	return out
+}
+
+// Pool averages s over n equal spans of time (adaptive average pooling) and
+// returns n x s.Bins values, row-major. Span boundaries fall between frames
+// in proportion, so a frame on a boundary counts in part towards both sides;
+// an utterance shorter than n frames is stretched. No frames gives zeros.
+func Pool(s audio.Spectrogram, n int) []float32 {
+	out := make([]float32, n*s.Bins)
+	if s.Frames == 0 || n <= 0 {
+		return out
+	}
+	step := float64(s.Frames) / float64(n)
+	acc := make([]float64, s.Bins)
+	for i := range n {
+		lo, hi := float64(i)*step, float64(i+1)*step
+		clear(acc)
+		var wsum float64
+		for t := int(lo); t < s.Frames && float64(t) < hi; t++ {
+			w := min(hi, float64(t+1)) - max(lo, float64(t))
+			if w <= 0 {
+				continue
+			}
+			wsum += w
+			for b, v := range s.Row(t) {
+				acc[b] += w * float64(v)
+			}
+		}
+		for b := range acc {
+			out[i*s.Bins+b] = float32(acc[b] / wsum)
+		}
+	}
+	return out
+}
+
+// MelCepstrum returns mel cepstra c0..c(order-1) of a natural-log power
+// mel spectrogram: with N bands and x the log amplitude (half the log
+// power), c_k = (1/N) sum_n x_n cos(pi k (n+1/2) / N), so that
+// x ~ c0 + 2 sum_k c_k cos(...), the real-cepstrum convention that the
+// usual mel-cepstral distortion constant assumes.
+func MelCepstrum(s audio.Spectrogram, order int) audio.Spectrogram {
+	order = min(order, s.Bins)
+	out := audio.Spectrogram{Frames: s.Frames, Bins: order, Data: make([]float32, s.Frames*order)}
+	basis := cosineBasis(s.Bins, order)
+	for t := range s.Frames {
+		row := s.Row(t)
+		for k := range order {
+			var acc float64
+			bk := basis[k*s.Bins : (k+1)*s.Bins]
+			for b, v := range row {
+				acc += bk[b] * float64(v)
+			}
+			out.Data[t*order+k] = float32(acc)
+		}
+	}
+	return out
+}
+
+// cosineBasis is order x n: cos(pi k (i+1/2) / n) / (2n), the 1/2 turning
+// log power into log amplitude.
+func cosineBasis(n, order int) []float64 {
+	out := make([]float64, order*n)
+	for k := range order {
+		for i := range n {
+			out[k*n+i] = 0.5 / float64(n) * math.Cos(math.Pi/float64(n)*(float64(i)+0.5)*float64(k))
+		}
+	}
+	return out
+}

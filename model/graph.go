@@ -1,0 +1,301 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Graph computes summed losses and gradients for batches of a fixed size on
+// one static gorgonia graph. Its learnable nodes are backed by the model's
+// Params.Flat, so an optimizer update of Flat is seen by the next call. A
+// Graph is not safe for concurrent use; make one per goroutine.
+type Graph struct {
+	m             *Model
+	batch, length int
+
+	g  *G.ExprGraph
+	vm G.VM
+
+	// Inputs, rebuilt for every batch.
+	x, lang, tgt, dur             *G.Node
+	repIdx, prevIdx, posIdx       *G.Node
+	inX, inLang, inTgt, inDur     *tensor.Dense
+	inRepIdx, inPrevIdx, inPosIdx *tensor.Dense
+
+	learn                     []*G.Node
+	unitLoss, durLoss, logits *G.Node
+	unitLossV, durLossV       G.Value
+	logitsV                   G.Value
+}
+
+// Sums are a batch's summed figures: losses in nats summed over tokens and
+// examples, so ranks add theirs and divide by the global example count.
+type Sums struct {
+	// Loss = UnitLoss + DurationWeight * DurLoss.
+	Loss, UnitLoss, DurLoss float64
+	// Examples and Tokens (units plus end markers) counted.
+	Examples, Tokens int
+	// Correct counts tokens whose teacher-forced argmax was right.
+	Correct int
+}
+
+// Add adds o to s.
+func (s *Sums) Add(o Sums) {
+	s.Loss += o.Loss
+	s.UnitLoss += o.UnitLoss
+	s.DurLoss += o.DurLoss
+	s.Examples += o.Examples
+	s.Tokens += o.Tokens
+	s.Correct += o.Correct
+}
+
+// NewGraph builds the training graph for batches of up to batch examples
+// whose target sequences, end marker included, fit length positions; length
+// 0 means Config.MaxUnits. Graphs of several lengths let a trainer bucket
+// examples by target length instead of padding all to the longest.
+func (m *Model) NewGraph(batch, length int) (*Graph, error) {
+	if batch < 1 || batch > 1<<16 {
+		return nil, fmt.Errorf("model: graph batch size %d: want 1..65536", batch)
+	}
+	c := m.cfg
+	if length == 0 {
+		length = c.MaxUnits
+	}
+	if length < 1 || length > c.MaxUnits {
+		return nil, fmt.Errorf("model: graph length %d: want 1..%d (Config.MaxUnits)", length, c.MaxUnits)
+	}
+	L := length
+	n := batch * L
+	gr := &Graph{m: m, batch: batch, length: length, g: G.NewGraph()}
+	g := gr.g
+	dense := func(r, cols int) *tensor.Dense {
+		return tensor.New(tensor.WithShape(r, cols), tensor.WithBacking(make([]float32, r*cols)))
+	}
+	input := func(name string, t *tensor.Dense) *G.Node {
+		return G.NewMatrix(g, G.Float32, G.WithShape(t.Shape()...), G.WithName(name), G.WithValue(t))
+	}
+	gr.inX = dense(batch, c.InputSize())
+	gr.inLang = dense(batch, len(c.Languages))
+	gr.inTgt = dense(n, c.Units+1)
+	gr.inDur = dense(n, c.MaxDuration)
+	ints := func(name string) (*tensor.Dense, *G.Node) {
+		t := tensor.New(tensor.WithShape(n), tensor.WithBacking(make([]int, n)))
+		return t, G.NewVector(g, tensor.Int, G.WithShape(n), G.WithName(name), G.WithValue(t))
+	}
+	gr.inRepIdx, gr.repIdx = ints("repIdx")
+	gr.inPrevIdx, gr.prevIdx = ints("prevIdx")
+	gr.inPosIdx, gr.posIdx = ints("posIdx")
+	gr.x = input("x", gr.inX)
+	gr.lang = input("lang", gr.inLang)
+	gr.tgt = input("tgt", gr.inTgt)
+	gr.dur = input("dur", gr.inDur)
+
+	nodes := map[string]*G.Node{}
+	for _, t := range m.params.Tensors {
+		v := tensor.New(tensor.WithShape(t.Shape...), tensor.WithBacking(t.Data))
+		nd := G.NewMatrix(g, G.Float32, G.WithShape(t.Shape...), G.WithName(t.Name), G.WithValue(v))
+		nodes[t.Name] = nd
+		gr.learn = append(gr.learn, nd)
+	}
+	if err := gr.build(nodes); err != nil {
+		return nil, err
+	}
+	if _, err := G.Grad(gr.lossNode(), gr.learn...); err != nil {
+		return nil, fmt.Errorf("model: building gradients: %w", err)
+	}
+	gr.vm = G.NewTapeMachine(g, G.BindDualValues(gr.learn...))
+	return gr, nil
+}
+
+// lossNode is the node the gradient is taken of.
+func (gr *Graph) lossNode() *G.Node { return gr.g.ByName("loss")[0] }
+
+func (gr *Graph) build(p map[string]*G.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("model: building graph: %v", r)
+		}
+	}()
+	c := gr.m.cfg
+	affine := func(x *G.Node, name string) *G.Node {
+		return G.Must(G.BroadcastAdd(G.Must(G.Mul(x, p[name+".w"])), p[name+".b"], nil, []byte{0}))
+	}
+	h := gr.x
+	for i := range c.EncoderHidden {
+		h = G.Must(G.Rectify(affine(h, fmt.Sprintf("enc.%d", i))))
+	}
+	// Per-utterance context: encoding joined with the target language. It
+	// runs on one row per example, so it can afford to be wide.
+	ctx := G.Must(G.Rectify(G.Must(G.Add(affine(h, "ctx"), G.Must(G.Mul(gr.lang, p["ctx.lang"]))))))
+	add, gate := affine(ctx, "dec.add"), affine(ctx, "dec.gate")
+	// Per position: the context, plus the context gated by a position
+	// embedding (a bilinear context x position term, so "which unit comes
+	// at position t of this phrase" is one product away), plus position
+	// and previous-unit embeddings. Gathers (whose gradients scatter-add)
+	// replace one-hot products: the same sums for a fraction of the work.
+	d := G.Must(G.ByIndices(add, gr.repIdx, 0))
+	gated := G.Must(G.HadamardProd(G.Must(G.ByIndices(gate, gr.repIdx, 0)), G.Must(G.ByIndices(p["dec.posgate"], gr.posIdx, 0))))
+	d = G.Must(G.Add(d, gated))
+	d = G.Must(G.Add(d, G.Must(G.ByIndices(p["dec.prev"], gr.prevIdx, 0))))
+	d = G.Must(G.Add(d, G.Must(G.ByIndices(p["dec.pos"], gr.posIdx, 0))))
+	d = G.Must(G.Rectify(d))
+	for i := range c.DecoderLayers {
+		d = G.Must(G.Rectify(affine(d, fmt.Sprintf("dec.%d", i))))
+	}
+	gr.logits = affine(d, "dec.unit")
+	ul := G.Must(G.Neg(G.Must(G.Sum(G.Must(G.HadamardProd(G.Must(G.LogSoftMax(gr.logits, 1)), gr.tgt))))))
+	dl := G.Must(G.Neg(G.Must(G.Sum(G.Must(G.HadamardProd(G.Must(G.LogSoftMax(affine(d, "dec.dur"), 1)), gr.dur))))))
+	w := G.NewConstant(float32(c.DurationWeight))
+	loss := G.Must(G.Add(ul, G.Must(G.HadamardProd(dl, w))))
+	G.WithName("loss")(loss)
+	gr.unitLoss, gr.durLoss = ul, dl
+	G.Read(ul, &gr.unitLossV)
+	G.Read(dl, &gr.durLossV)
+	G.Read(gr.logits, &gr.logitsV)
+	return nil
+}
+
+// Batch is the graph's batch size.
+func (gr *Graph) Batch() int { return gr.batch }
+
+// Length is how many target positions (end marker included) the graph
+// holds per example.
+func (gr *Graph) Length() int { return gr.length }
+
+// Gradients runs forward and backward over exs (at most Batch examples; a
+// short batch is padded with masked rows that contribute nothing) and
+// writes the gradient of the summed loss into grads (len Params.Size(), in
+// the Params.Flat layout, overwritten).
+func (gr *Graph) Gradients(exs []Example, grads []float32) (Sums, error) {
+	m := gr.m
+	if len(exs) > gr.batch {
+		return Sums{}, fmt.Errorf("model: %d examples for a graph of batch %d", len(exs), gr.batch)
+	}
+	if len(grads) != m.params.Size() {
+		return Sums{}, fmt.Errorf("model: gradient buffer has %d values: want %d", len(grads), m.params.Size())
+	}
+	for i, ex := range exs {
+		if err := m.checkExample(ex); err != nil {
+			return Sums{}, fmt.Errorf("example %d: %w", i, err)
+		}
+		if n := len(ex.Units.Units) + 1; n > gr.length {
+			return Sums{}, fmt.Errorf("example %d: %d units plus the end marker do not fit the graph's length %d", i, n-1, gr.length)
+		}
+	}
+	tokens := gr.fill(exs)
+	defer gr.vm.Reset()
+	if err := gr.vm.RunAll(); err != nil {
+		return Sums{}, fmt.Errorf("model: forward/backward: %w", err)
+	}
+	off := 0
+	for _, nd := range gr.learn {
+		gv, err := nd.Grad()
+		if err != nil {
+			return Sums{}, fmt.Errorf("model: gradient of %s: %w", nd.Name(), err)
+		}
+		gt, ok := gv.(tensor.Tensor)
+		if !ok {
+			return Sums{}, fmt.Errorf("model: gradient of %s is a %T", nd.Name(), gv)
+		}
+		src := gt.Data().([]float32)
+		copy(grads[off:off+len(src)], src)
+		off += len(src)
+		// The machine adds into bound gradients; start the next run at zero.
+		gt.Zero()
+	}
+	s := Sums{
+		UnitLoss: float64(gr.unitLossV.Data().(float32)),
+		DurLoss:  float64(gr.durLossV.Data().(float32)),
+		Examples: len(exs),
+		Tokens:   tokens,
+	}
+	s.Loss = s.UnitLoss + m.cfg.DurationWeight*s.DurLoss
+	s.Correct = gr.correct(exs)
+	if math.IsNaN(s.Loss) || math.IsInf(s.Loss, 0) {
+		return s, fmt.Errorf("model: loss is %g", s.Loss)
+	}
+	return s, nil
+}
+
+// fill writes the batch into the input tensors and returns its token count.
+func (gr *Graph) fill(exs []Example) int {
+	c := gr.m.cfg
+	L := gr.length
+	x := gr.inX.Data().([]float32)
+	lang := gr.inLang.Data().([]float32)
+	tgt := gr.inTgt.Data().([]float32)
+	dur := gr.inDur.Data().([]float32)
+	for _, s := range [][]float32{x, lang, tgt, dur} {
+		clear(s)
+	}
+	nl, kt, nd := len(c.Languages), c.Units+1, c.MaxDuration
+	repIdx := gr.inRepIdx.Data().([]int)
+	prevIdx := gr.inPrevIdx.Data().([]int)
+	posIdx := gr.inPosIdx.Data().([]int)
+	tokens := 0
+	for b := range gr.batch {
+		for t := range L {
+			r := b*L + t
+			repIdx[r] = b
+			posIdx[r] = t
+			prevIdx[r] = c.bos()
+		}
+		if b >= len(exs) {
+			continue // padding: no input, no targets
+		}
+		ex := exs[b]
+		copy(x[b*c.InputSize():], ex.Input)
+		lang[b*nl+ex.Target] = 1
+		us := ex.Units.Units
+		for t := range L {
+			r := b*L + t
+			p := c.bos()
+			if t > 0 && t-1 < len(us) {
+				p = us[t-1]
+			} else if t > 0 {
+				p = c.eos()
+			}
+			prevIdx[r] = p
+			switch {
+			case t < len(us):
+				tgt[r*kt+us[t]] = 1
+				dur[r*nd+ex.Units.Durations[t]-1] = 1
+				tokens++
+			case t == len(us):
+				tgt[r*kt+c.eos()] = 1
+				tokens++
+			}
+		}
+	}
+	return tokens
+}
+
+// correct counts target tokens whose logit argmax matches.
+func (gr *Graph) correct(exs []Example) int {
+	c := gr.m.cfg
+	L, kt := gr.length, c.Units+1
+	lg := gr.logitsV.Data().([]float32)
+	n := 0
+	for b, ex := range exs {
+		for t := 0; t <= len(ex.Units.Units); t++ {
+			want := c.eos()
+			if t < len(ex.Units.Units) {
+				want = ex.Units.Units[t]
+			}
+			row := lg[(b*L+t)*kt : (b*L+t+1)*kt]
+			best := 0
+			for k, v := range row {
+				if v > row[best] {
+					best = k
+				}
+			}
+			if best == want {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,159 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+
+	"babelfish.dev/babelfish/audio"
+	"babelfish.dev/babelfish/model/features"
+	"babelfish.dev/babelfish/model/units"
+)
+
+// Model is a speech-to-speech translation model: config, weights and unit
+// codebook. Its methods are safe for concurrent use as long as nobody
+// writes the weights meanwhile (training goes through Graph and the
+// optimizer, never during Translate).
+type Model struct {
+	cfg      Config
+	params   *Params
+	codebook *units.Codebook
+	front    *features.Frontend
+}
+
+// New validates cfg and the codebook (K = cfg.Units, dims = mel bands) and
+// returns a model with weights initialised from cfg.Seed.
+func New(cfg Config, cb *units.Codebook) (*Model, error) {
+	m, err := newModel(cfg, cb)
+	if err != nil {
+		return nil, err
+	}
+	m.params.init(cfg.Seed)
+	return m, nil
+}
+
+func newModel(cfg Config, cb *units.Codebook) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cb == nil {
+		return nil, errors.New("model: no unit codebook: learn one with units.KMeans over target speech")
+	}
+	if err := cb.Validate(); err != nil {
+		return nil, err
+	}
+	if cb.K != cfg.Units || cb.Dim != cfg.NMels() {
+		return nil, fmt.Errorf("model: codebook is %d x %d: Config.Units is %d and the front end has %d mel bands", cb.K, cb.Dim, cfg.Units, cfg.NMels())
+	}
+	cfg.Features = cfg.Features.WithDefaults()
+	front, err := features.NewFrontend(cfg.Features)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{cfg: cfg, params: newParams(cfg), codebook: cb, front: front}, nil
+}
+
+// Config is the model's configuration (defaults filled in).
+func (m *Model) Config() Config { return m.cfg }
+
+// Params are the model's weights. Writing them while Translate runs is a
+// data race.
+func (m *Model) Params() *Params { return m.params }
+
+// Codebook is the model's unit codebook.
+func (m *Model) Codebook() *units.Codebook { return m.codebook }
+
+// Frontend is the model's feature front end.
+func (m *Model) Frontend() *features.Frontend { return m.front }
+
+// Languages lists the languages the model translates into.
+func (m *Model) Languages() []string { return append([]string(nil), m.cfg.Languages...) }
+
+// Vocoder is the model's unit vocoder.
+func (m *Model) Vocoder() *units.Vocoder {
+	return &units.Vocoder{
+		Codebook:   m.codebook,
+		Stride:     m.cfg.UnitStride,
+		Smooth:     m.cfg.Smooth,
+		Analyzer:   m.front.Analyzer(),
+		GriffinLim: audio.GriffinLimConfig{Iterations: m.cfg.GriffinLimIterations},
+	}
+}
+
+// EncoderInput turns trimmed log-mel frames of source speech into the
+// encoder's input: optionally mel cepstra, normalised, then pooled into
+// Config.Segments spans.
+func (m *Model) EncoderInput(logMel audio.Spectrogram) ([]float32, error) {
+	if logMel.Bins != m.cfg.NMels() {
+		return nil, fmt.Errorf("model: source has %d mel bands: the model takes %d", logMel.Bins, m.cfg.NMels())
+	}
+	if logMel.Frames == 0 {
+		return nil, errors.New("model: source speech has no frames")
+	}
+	if n := m.cfg.InputCepstra; n > 0 {
+		c := features.MelCepstrum(logMel, n+1)
+		x := audio.Spectrogram{Frames: c.Frames, Bins: n, Data: make([]float32, c.Frames*n)}
+		for t := range c.Frames {
+			copy(x.Row(t), c.Row(t)[1:])
+		}
+		logMel = x
+	}
+	return features.Pool(features.Normalize(logMel), m.cfg.Segments), nil
+}
+
+// TargetSequence turns trimmed log-mel frames of target speech into the
+// unit sequence the decoder learns, durations clipped to MaxDuration. A
+// sequence that does not fit MaxUnits (end marker included) is an error.
+func (m *Model) TargetSequence(logMel audio.Spectrogram) (units.Sequence, error) {
+	seq, err := m.codebook.Encode(logMel, m.cfg.UnitStride)
+	if err != nil {
+		return units.Sequence{}, err
+	}
+	if len(seq.Units)+1 > m.cfg.MaxUnits {
+		return units.Sequence{}, fmt.Errorf("model: target has %d units: Config.MaxUnits %d allows %d plus the end marker", len(seq.Units), m.cfg.MaxUnits, m.cfg.MaxUnits-1)
+	}
+	for i, d := range seq.Durations {
+		seq.Durations[i] = min(d, m.cfg.MaxDuration)
+	}
+	return seq, nil
+}
+
+// Example is one training pair: the encoder input of a source utterance,
+// the target language's index and the target's unit sequence.
+type Example struct {
+	Input  []float32
+	Target int
+	Units  units.Sequence
+}
+
+// NewExample checks and assembles a training pair.
+func (m *Model) NewExample(input []float32, targetLang string, seq units.Sequence) (Example, error) {
+	li, err := m.cfg.LangIndex(targetLang)
+	if err != nil {
+		return Example{}, err
+	}
+	ex := Example{Input: input, Target: li, Units: seq}
+	return ex, m.checkExample(ex)
+}
+
+func (m *Model) checkExample(ex Example) error {
+	c := m.cfg
+	switch {
+	case len(ex.Input) != c.InputSize():
+		return fmt.Errorf("model: example input has %d values: want Segments x InputDims = %d", len(ex.Input), c.InputSize())
+	case ex.Target < 0 || ex.Target >= len(c.Languages):
+		return fmt.Errorf("model: example target language index %d: want 0..%d", ex.Target, len(c.Languages)-1)
+	case len(ex.Units.Units) != len(ex.Units.Durations):
+		return fmt.Errorf("model: example has %d units and %d durations", len(ex.Units.Units), len(ex.Units.Durations))
+	case len(ex.Units.Units)+1 > c.MaxUnits:
+		return fmt.Errorf("model: example has %d units: Config.MaxUnits %d allows %d plus the end marker", len(ex.Units.Units), c.MaxUnits, c.MaxUnits-1)
+	}
+	for i, u := range ex.Units.Units {
+		if u < 0 || u >= c.Units {
+			return fmt.Errorf("model: example unit %d at %d: want 0..%d", u, i, c.Units-1)
+		}
+		if d := ex.Units.Durations[i]; d < 1 || d > c.MaxDuration {
+			return fmt.Errorf("model: example duration %d at %d: want 1..%d (Config.MaxDuration)", d, i, c.MaxDuration)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,402 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"babelfish.dev/babelfish/audio"
+	"babelfish.dev/babelfish/model/eval"
+	"babelfish.dev/babelfish/model/units"
+)
+
+// trainSteps runs n optimizer steps on batches drawn from exs with rng and
+// returns the mean per-example loss of each step.
+func trainSteps(t testing.TB, m *Model, opt *Adam, g *Graph, exs []Example, rng *rand.Rand, n int) []float64 {
+	t.Helper()
+	grads := make([]float32, m.Params().Size())
+	batch := make([]Example, g.Batch())
+	var losses []float64
+	for range n {
+		for i := range batch {
+			batch[i] = exs[rng.IntN(len(exs))]
+		}
+		s, err := g.Gradients(batch, grads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := opt.Step(m.Params().Flat, grads, 1/float64(s.Examples)); err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, s.Loss/float64(s.Examples))
+	}
+	return losses
+}
+
+func newToyTrainer(t testing.TB, width int) (*Model, *Adam, *Graph, []Example, toyCorpus) {
+	m, exs, tc := toySetup(t, func(c *Config) { c.EncoderHidden = []int{width}; c.DecoderHidden = width })
+	cfg := DefaultAdamConfig()
+	cfg.LR, cfg.WarmupSteps, cfg.DecaySteps = 1e-2, 20, 250
+	opt, err := NewAdam(cfg, m.Params().Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.NewGraph(16, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, opt, g, exs, tc
+}
+
+func TestTrainingIsDeterministic(t *testing.T) {
+	var runs [2][]float64
+	var weights [2][]float32
+	for i := range runs {
+		m, opt, g, exs, _ := newToyTrainer(t, 32)
+		runs[i] = trainSteps(t, m, opt, g, exs, rand.New(rand.NewPCG(5, 6)), 15)
+		weights[i] = slices.Clone(m.Params().Flat)
+	}
+	if !slices.Equal(runs[0], runs[1]) {
+		t.Errorf("same seed, same batches, different losses:\n%v\n%v", runs[0], runs[1])
+	}
+	if !slices.Equal(weights[0], weights[1]) {
+		t.Error("same seed, same batches, different weights")
+	}
+}
+
+func TestResumeIsExact(t *testing.T) {
+	const n, k = 12, 5
+	m, opt, g, exs, _ := newToyTrainer(t, 32)
+	rng := rand.New(rand.NewPCG(8, 9))
+	straight := trainSteps(t, m, opt, g, exs, rng, n)
+
+	m2, opt2, g2, _, _ := newToyTrainer(t, 32)
+	rng2 := rand.New(rand.NewPCG(8, 9))
+	first := trainSteps(t, m2, opt2, g2, exs, rng2, k)
+	var mb bytes.Buffer
+	if err := m2.Save(&mb); err != nil {
+		t.Fatal(err)
+	}
+	state, err := opt2.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m3, err := Load(&mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opt3 Adam
+	if err := opt3.UnmarshalBinary(state); err != nil {
+		t.Fatal(err)
+	}
+	if opt3.Steps() != k {
+		t.Fatalf("restored optimizer at step %d, want %d", opt3.Steps(), k)
+	}
+	g3, err := m3.NewGraph(16, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := trainSteps(t, m3, &opt3, g3, exs, rng2, n-k)
+	if got := append(first, rest...); !slices.Equal(got, straight) {
+		t.Errorf("resumed losses differ:\n%v\n%v", got, straight)
+	}
+	if !slices.Equal(m3.Params().Flat, m.Params().Flat) {
+		t.Error("resumed weights differ from straight-through weights")
+	}
+}
+
+func TestTrainingLearnsToyTask(t *testing.T) {
+	m, opt, g, exs, tc := newToyTrainer(t, 64)
+	accuracy := func() float64 {
+		// Concept accuracy on the training voices, through the full path.
+		tm := eval.NewTemplates()
+		for l, lang := range tc.langs {
+			for p := range tc.phrases {
+				lm, err := m.Frontend().LogMel(tc.say(l, p, 1, 1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tm.Add(lang, string(rune('A'+p)), lm); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		var ins []Input
+		var want []string
+		for l := range tc.langs {
+			for p := range tc.phrases {
+				ins = append(ins, Input{Audio: tc.say(l, p, 0.9, 1.1), TargetLang: tc.langs[(l+1)%len(tc.langs)]})
+				want = append(want, string(rune('A'+p)))
+			}
+		}
+		outs, err := m.Translate(context.Background(), ins, DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		correct := 0
+		for i, o := range outs {
+			if len(o.Audio.Samples) == 0 {
+				continue
+			}
+			lm, err := m.Frontend().LogMel(o.Audio)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _, err := tm.Nearest(ins[i].TargetLang, lm); err == nil && got == want[i] {
+				correct++
+			}
+		}
+		return float64(correct) / float64(len(outs))
+	}
+	steps := 250
+	if raceEnabled {
+		steps = 40
+	}
+	before := accuracy()
+	losses := trainSteps(t, m, opt, g, exs, rand.New(rand.NewPCG(1, 1)), steps)
+	after := accuracy()
+	head, tail := mean(losses[:10]), mean(losses[len(losses)-10:])
+	t.Logf("loss %.2f -> %.2f per example; concept accuracy %.2f -> %.2f", head, tail, before, after)
+	if raceEnabled {
+		if tail >= head {
+			t.Errorf("loss went from %.2f to %.2f per example in %d steps", head, tail, steps)
+		}
+		return
+	}
+	if tail > head/10 {
+		t.Errorf("loss fell from %.2f only to %.2f per example", head, tail)
+	}
+	if after < 0.8 || after <= before {
+		t.Errorf("concept accuracy on seen data went %.2f -> %.2f, want >= 0.8", before, after)
+	}
+}
+
+func mean(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v
+	}
+	return s / float64(len(x))
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	m, _, _ := toySetup(t, nil)
+	for i := range m.Params().Flat {
+		m.Params().Flat[i] += float32(i%7) * 1e-3 // not just the init
+	}
+	var b bytes.Buffer
+	if err := m.Save(&b); err != nil {
+		t.Fatal(err)
+	}
+	raw := slices.Clone(b.Bytes())
+	m2, err := Load(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Params().Flat, m2.Params().Flat) || !slices.Equal(m.Codebook().Centroids, m2.Codebook().Centroids) {
+		t.Error("weights or codebook changed in the round trip")
+	}
+	var b2 bytes.Buffer
+	if err := m2.Save(&b2); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(raw, b2.Bytes()) {
+		t.Error("Save(Load(Save(m))) differs from Save(m)")
+	}
+	for _, tc := range []struct {
+		name string
+		edit func([]byte) []byte
+		want string
+	}{
+		{"bad magic", func(b []byte) []byte { b[0] = 'X'; return b }, "bad magic"},
+		{"future version", func(b []byte) []byte { b[8] = 9; return b }, "format version 9"},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-10] }, "unexpected EOF"},
+		{"empty", func(b []byte) []byte { return nil }, "bad magic"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(bytes.NewReader(tc.edit(slices.Clone(raw))))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAdamStateRoundTrip(t *testing.T) {
+	a, err := NewAdam(DefaultAdamConfig(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := []float32{1, 2, 3, 4, 5}
+	for range 3 {
+		if _, err := a.Step(p, []float32{0.1, -0.2, 0.3, 0, 5}, 0.5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Adam
+	if err := b.UnmarshalBinary(raw); err != nil {
+		t.Fatal(err)
+	}
+	if b.Steps() != 3 || b.Config() != a.Config() || !slices.Equal(a.m, b.m) || !slices.Equal(a.v, b.v) {
+		t.Error("state changed in the round trip")
+	}
+	for _, bad := range [][]byte{nil, raw[:20], raw[:len(raw)-1], append(slices.Clone(raw), 0)} {
+		if err := new(Adam).UnmarshalBinary(bad); err == nil {
+			t.Errorf("%d bytes of state accepted", len(bad))
+		}
+	}
+}
+
+func TestAdamSchedule(t *testing.T) {
+	c := AdamConfig{LR: 1, Beta1: 0.9, Beta2: 0.99, Epsilon: 1e-8, WarmupSteps: 10, DecaySteps: 110, MinLRFraction: 0.1}
+	for _, tc := range []struct {
+		step int64
+		want float64
+	}{
+		{0, 0.1}, {4, 0.5}, {9, 1}, {10, 1}, {60, 0.55}, {110, 0.1}, {500, 0.1},
+	} {
+		if got := c.LRAt(tc.step); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("LRAt(%d) = %g, want %g", tc.step, got, tc.want)
+		}
+	}
+}
+
+func TestAdamClipsGlobalNorm(t *testing.T) {
+	cfg := DefaultAdamConfig()
+	cfg.ClipNorm = 1
+	a, _ := NewAdam(cfg, 2)
+	st, err := a.Step([]float32{0, 0}, []float32{30, 40}, 0.1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Clipped || math.Abs(st.GradNorm-5) > 1e-6 {
+		t.Errorf("stats %+v: want norm 5, clipped", st)
+	}
+	if _, err := a.Step([]float32{0, 0}, []float32{float32(math.NaN()), 0}, 1); err == nil {
+		t.Error("a NaN gradient gave no error")
+	}
+	if _, err := a.Step([]float32{0}, []float32{0, 0}, 1); err == nil {
+		t.Error("mismatched lengths gave no error")
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	base := DefaultConfig([]string{"de", "en"})
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no languages", func(c *Config) { c.Languages = nil }, "Languages is empty"},
+		{"duplicate language", func(c *Config) { c.Languages = []string{"de", "de"} }, `lists "de" twice`},
+		{"empty language", func(c *Config) { c.Languages = []string{"de", ""} }, "Languages[1]"},
+		{"zero segments", func(c *Config) { c.Segments = 0 }, "Segments is 0"},
+		{"no encoder", func(c *Config) { c.EncoderHidden = nil }, "len(EncoderHidden)"},
+		{"negative width", func(c *Config) { c.EncoderHidden = []int{64, -1} }, "EncoderHidden[1] is -1"},
+		{"one unit", func(c *Config) { c.Units = 1 }, "Units is 1"},
+		{"short sequences", func(c *Config) { c.MaxUnits = 1 }, "MaxUnits is 1"},
+		{"huge", func(c *Config) { c.EncoderHidden = []int{16384, 16384, 16384, 16384, 16384} }, "parameters"},
+		{"bad duration weight", func(c *Config) { c.DurationWeight = -1 }, "DurationWeight"},
+		{"bad mel", func(c *Config) { c.Features.Mel = audio.MelConfig{SampleRate: 16000, NFFT: 64, NMels: 80} }, "Features"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base
+			c.EncoderHidden = slices.Clone(base.EncoderHidden)
+			tc.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+			if _, err := New(c, &units.Codebook{K: 2, Dim: 80, Centroids: make([]float32, 160)}); err == nil {
+				t.Error("New accepted the config")
+			}
+		})
+	}
+	if err := base.Validate(); err != nil {
+		t.Errorf("default config: %v", err)
+	}
+	if _, err := New(base, &units.Codebook{K: 64, Dim: 80, Centroids: make([]float32, 64*80)}); err == nil || !strings.Contains(err.Error(), "Units is 128") {
+		t.Errorf("codebook of the wrong size: err = %v", err)
+	}
+}
+
+func TestTranslateRejectsBadInputBeforeWork(t *testing.T) {
+	m, _, tc := toySetup(t, nil)
+	good := Input{Audio: tc.say(0, 0, 1, 1), TargetLang: "bb"}
+	for _, c := range []struct {
+		name string
+		ins  []Input
+		opt  DecodeOptions
+		want string
+	}{
+		{"unknown language", []Input{good, {Audio: good.Audio, TargetLang: "zz"}}, DecodeOptions{}, `input 1: model: unknown language "zz": the model knows aa bb cc`},
+		{"empty audio", []Input{{Audio: audio.Clip{Rate: 16000}, TargetLang: "aa"}}, DecodeOptions{}, "audio is empty"},
+		{"beam too wide", []Input{good}, DecodeOptions{Beam: 1000}, "Beam is 1000"},
+		{"negative seconds", []Input{good}, DecodeOptions{MaxSeconds: -1}, "MaxSeconds"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := m.Translate(context.Background(), c.ins, c.opt)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+	var ule *UnknownLanguageError
+	_, err := m.Translate(context.Background(), []Input{{Audio: good.Audio, TargetLang: "zz"}}, DecodeOptions{})
+	if !errors.As(err, &ule) || !slices.Equal(ule.Known, []string{"aa", "bb", "cc"}) {
+		t.Errorf("err = %v, want an *UnknownLanguageError listing aa bb cc", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.Translate(ctx, []Input{good}, DecodeOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: err = %v", err)
+	}
+}
+
+func TestDecodeOptions(t *testing.T) {
+	m, exs, _ := toySetup(t, nil)
+	for _, tc := range []struct {
+		name string
+		opt  DecodeOptions
+	}{
+		{"greedy", DecodeOptions{}},
+		{"beam 1", DecodeOptions{Beam: 1}},
+		{"beam 4", DecodeOptions{Beam: 4}},
+		{"capped", DecodeOptions{Beam: 3, MaxSeconds: 0.05}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seq := m.Decode(exs[0].Input, 1, tc.opt)
+			if len(seq.Units)+1 > m.Config().MaxUnits {
+				t.Errorf("%d units: over MaxUnits", len(seq.Units))
+			}
+			for i, u := range seq.Units {
+				if i > 0 && u == seq.Units[i-1] {
+					t.Errorf("unit %d repeats its predecessor", i)
+				}
+				if seq.Durations[i] < 1 || seq.Durations[i] > m.Config().MaxDuration {
+					t.Errorf("duration %d out of range", seq.Durations[i])
+				}
+			}
+			if tc.opt.MaxSeconds > 0 {
+				// 0.05 s at 10 ms hops and stride 2 is 2 unit frames; the
+				// unit that crosses the bound is kept.
+				if f := seq.Frames(); f > 2+m.Config().MaxDuration {
+					t.Errorf("%d unit frames for a 0.05 s cap", f)
+				}
+			}
+		})
+	}
+	// Greedy is the beam of width 1.
+	if g, b := m.Decode(exs[5].Input, 2, DecodeOptions{}), m.Decode(exs[5].Input, 2, DecodeOptions{Beam: 1}); !slices.Equal(g.Units, b.Units) {
+		t.Errorf("greedy %v != beam 1 %v", g.Units, b.Units)
+	}
+}

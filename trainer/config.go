@@ -1,0 +1,131 @@
+package trainer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"babelfish.dev/babelfish/dataset/shard"
+	"babelfish.dev/babelfish/model"
+)
+
+// Config is one training job: everything that defines its result. Ranks of
+// one job must share it; a resumed job must keep its data-defining fields
+// (dataset, seed, global batch, block shards) and model shape.
+type Config struct {
+	// JobID names the job; checkpoints go to checkpoints/<JobID>/.
+	JobID string `json:"job_id"`
+	// Dataset and DatasetVersion name the training data.
+	Dataset        string `json:"dataset"`
+	DatasetVersion string `json:"dataset_version"`
+	// Model is the model's shape. Empty Languages means every language of
+	// the dataset; MaxUnits 0 means the longest canonical target plus one.
+	Model model.Config `json:"model"`
+	// Adam is the optimizer and learning-rate schedule; DecaySteps 0 means
+	// Steps.
+	Adam model.AdamConfig `json:"adam"`
+	// Steps is the number of optimizer steps of the whole job.
+	Steps int64 `json:"steps"`
+	// GlobalBatch is the number of samples all ranks read per step.
+	GlobalBatch int `json:"global_batch"`
+	// Seed drives the data order, pair drawing and k-means.
+	Seed uint64 `json:"seed"`
+	// BlockShards is how many shards the loader mixes (see loader.Order).
+	BlockShards int `json:"block_shards"`
+	// CheckpointEvery is the checkpoint interval in steps; the last step
+	// and a stop always checkpoint too.
+	CheckpointEvery int64 `json:"checkpoint_every"`
+	// CodebookFrames bounds the unit frames k-means clusters (an evenly
+	// spaced subset is kept); 0 means 100000.
+	CodebookFrames int `json:"codebook_frames"`
+	// LogEvery is how many steps pass between progress log lines; 0 means 50.
+	LogEvery int64 `json:"log_every"`
+}
+
+// Limits of Config.
+const (
+	MaxSteps          = 1 << 40
+	MaxGlobalBatch    = 1 << 16
+	MaxBlockShards    = 1 << 12
+	MaxCodebookFrames = 1 << 24
+	// DefaultGracePeriod is how long a stop request may take: the current
+	// step, one checkpoint and leaving the group.
+	DefaultGracePeriod = 2 * time.Minute
+)
+
+// DefaultConfig is a job over dataset name/version with the model's default
+// shape and schedule.
+func DefaultConfig(job, name, version string) Config {
+	return Config{
+		JobID:           job,
+		Dataset:         name,
+		DatasetVersion:  version,
+		Model:           model.DefaultConfig(nil),
+		Adam:            model.DefaultAdamConfig(),
+		Steps:           10000,
+		GlobalBatch:     32,
+		Seed:            1,
+		BlockShards:     4,
+		CheckpointEvery: 500,
+	}
+}
+
+// withDefaults fills the zero fields that have defaults.
+func (c Config) withDefaults() Config {
+	if c.CodebookFrames == 0 {
+		c.CodebookFrames = 100000
+	}
+	if c.LogEvery == 0 {
+		c.LogEvery = 50
+	}
+	if c.Adam.DecaySteps == 0 {
+		c.Adam.DecaySteps = c.Steps
+	}
+	return c
+}
+
+// Validate checks every field that needs no I/O, naming the bad one and its
+// limit. Languages and shapes that depend on the data are checked by
+// Prepare.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if err := shard.ValidateName("job id", c.JobID); err != nil {
+		errs = append(errs, fmt.Errorf("trainer: Config.JobID: %w", err))
+	}
+	if err := shard.ValidateName("dataset name", c.Dataset); err != nil {
+		errs = append(errs, fmt.Errorf("trainer: Config.Dataset: %w", err))
+	}
+	if err := shard.ValidateName("dataset version", c.DatasetVersion); err != nil {
+		errs = append(errs, fmt.Errorf("trainer: Config.DatasetVersion: %w", err))
+	}
+	rng := func(name string, v, lo, hi int64) {
+		if v < lo || v > hi {
+			errs = append(errs, fmt.Errorf("trainer: Config.%s is %d: want %d..%d", name, v, lo, hi))
+		}
+	}
+	rng("Steps", c.Steps, 1, MaxSteps)
+	rng("GlobalBatch", int64(c.GlobalBatch), 1, MaxGlobalBatch)
+	rng("BlockShards", int64(c.BlockShards), 0, MaxBlockShards)
+	rng("CheckpointEvery", c.CheckpointEvery, 0, MaxSteps)
+	rng("CodebookFrames", int64(c.CodebookFrames), 1, MaxCodebookFrames)
+	rng("LogEvery", c.LogEvery, 1, MaxSteps)
+	if err := c.Adam.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("trainer: Config.Adam: %w", err))
+	}
+	// The model's shape, with placeholders for what the data decides.
+	mc := c.Model
+	if len(mc.Languages) == 0 {
+		mc.Languages = []string{"placeholder"}
+	}
+	if mc.MaxUnits == 0 {
+		mc.MaxUnits = 2
+	}
+	if err := mc.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("trainer: Config.Model: %w", err))
+	}
+	if c.Model.MaxUnits < 0 {
+		errs = append(errs, fmt.Errorf("trainer: Config.Model.MaxUnits is %d: want 0 (from the data) or at least 2", c.Model.MaxUnits))
+	}
+	return errors.Join(errs...)
+}
