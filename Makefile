@@ -7,7 +7,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 GOTEST_FLAGS ?= -race -timeout 30m
 FUZZTIME ?= 60s
 
-.PHONY: all tools build test vet lint proto proto-check fuzz bench help
+.PHONY: all tools build test vet lint proto proto-check fuzz bench help demo
 
 all: build
 
@@ -36,6 +36,10 @@ test: tools vet proto-check ## the test command: bootstrap, vet, staticcheck, go
 
 fuzz: ## run the fuzzers for FUZZTIME each (default 60s)
 	go test ./audio -run '^$$' -fuzz FuzzReadWAV -fuzztime $(FUZZTIME)
+	go test ./dataset/shard -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
+
+demo: ## the whole pipeline on this machine (planned: issue 8)
+	@echo "make demo is not built yet: issue 8 brings it (babelfish up, train, promote, translate)"; exit 1
 
 bench: ## run every benchmark with its defaults
 	for b in bench/*/; do go run ./$$b; done
