@@ -7,7 +7,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 GOTEST_FLAGS ?= -race -timeout 30m
 FUZZTIME ?= 60s
 
-.PHONY: all tools build test vet lint proto proto-check fuzz bench help demo
+.PHONY: all tools build test vet lint proto proto-check crds crds-check fuzz bench help demo
 
 all: build
 
@@ -30,7 +30,13 @@ proto: tools ## regenerate the Go code of the protos under api/
 proto-check: proto ## fail if the committed generated code is not current
 	@git diff --exit-code -- api/ >/dev/null || { echo "generated proto code is stale: run make proto and commit"; git diff --stat -- api/; exit 1; }
 
-test: tools vet proto-check ## the test command: bootstrap, vet, staticcheck, go test -race on everything
+crds: tools ## regenerate CRDs (charts/babelfish/crds) and deepcopy (api/v1alpha1) from the Go types
+	scripts/gencrd.sh
+
+crds-check: crds ## fail if the committed CRDs or deepcopy are stale
+	@git diff --exit-code -- api/v1alpha1 charts/babelfish/crds >/dev/null || { echo "generated CRDs are stale: run make crds and commit"; git diff --stat -- api/v1alpha1 charts/babelfish/crds; exit 1; }
+
+test: tools vet proto-check crds-check ## the test command: bootstrap, vet, staticcheck, go test -race on everything
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go test $(GOTEST_FLAGS) ./...
 

@@ -4,7 +4,7 @@
 #
 #   $BABELFISH_TOOLS (default $HOME/.cache/babelfish/tools)
 #     bin/       minio, kube-apiserver, etcd, kubectl, helm, protoc-gen-go,
-#                protoc-gen-go-grpc, staticcheck
+#                protoc-gen-go-grpc, staticcheck, controller-gen
 #     stamps/    one file per tool and pinned version: present means built
 #     src/       scratch modules used to build kube-apiserver and etcd
 #
@@ -26,6 +26,7 @@ HELM_VERSION=v3.19.2
 PROTOC_GEN_GO_VERSION=v1.36.10
 PROTOC_GEN_GO_GRPC_VERSION=v1.5.1
 STATICCHECK_VERSION=v0.7.0
+CONTROLLER_GEN_VERSION=v0.22.0
 APT_PACKAGES=(espeak-ng unicode-cldr-core protobuf-compiler sox)
 
 mkdir -p "$TOOLS/bin" "$TOOLS/stamps" "$TOOLS/src"
@@ -138,6 +139,7 @@ apt_packages
 goinstall protoc-gen-go "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
 goinstall protoc-gen-go-grpc "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
 goinstall staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+goinstall controller-gen "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION"
 goinstall helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 etcd
 goinstall minio "github.com/minio/minio@$MINIO_VERSION"

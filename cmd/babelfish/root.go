@@ -49,7 +49,6 @@ they say which issue brings them and exit with an error.`,
 	)
 	for _, c := range []*cobra.Command{
 		planned("eval", "Evaluate a checkpoint: MCD-DTW and concept accuracy beside floor and baseline", 4, "research"),
-		planned("scheduler", "Run the GPU scheduler controller against a Kubernetes cluster", 5, "ops"),
 		planned("serve", "Serve the Translator gRPC API from the current model release", 7, "serve"),
 		planned("translate", "Translate a WAV file through a Babelfish server", 7, "serve"),
 		planned("promote", "Promote a checkpoint to a model release, or roll back", 7, "serve"),
@@ -63,7 +62,7 @@ they say which issue brings them and exit with an error.`,
 	}
 	for group, cmds := range map[string][]*cobra.Command{
 		"research": {newDatasetCmd()},
-		"ops":      {newTrainerCmd(), newSimCmd(), newGPUAgentCmd(), newGPUsCmd()},
+		"ops":      {newTrainerCmd(), newSchedulerCmd(), newSimCmd(), newGPUAgentCmd(), newGPUsCmd()},
 	} {
 		for _, c := range cmds {
 			c.GroupID = group
