@@ -42,6 +42,11 @@ type Config struct {
 	MaxDuration int `json:"max_duration"`
 	// DurationWeight weights the duration loss against the unit loss.
 	DurationWeight float64 `json:"duration_weight"`
+	// PrevDropout is the training-time probability of hiding the previous
+	// unit from the decoder (it sees a mask token instead), so the decoder
+	// learns to follow the source rather than continue the teacher-forced
+	// prefix. 1 makes the decoder non-autoregressive in effect.
+	PrevDropout float64 `json:"prev_dropout"`
 	// Smooth is the vocoder's smoothing half-width in analysis frames and
 	// GriffinLimIterations its inversion effort.
 	Smooth               int `json:"smooth"`
@@ -65,6 +70,7 @@ func DefaultConfig(langs []string) Config {
 		MaxUnits:             64,
 		MaxDuration:          12,
 		DurationWeight:       0.5,
+		PrevDropout:          0.5,
 		Smooth:               1,
 		GriffinLimIterations: 32,
 		Seed:                 1,
@@ -134,6 +140,9 @@ func (c Config) Validate() error {
 	if c.DurationWeight < 0 || c.DurationWeight > 100 {
 		return fmt.Errorf("model: Config.DurationWeight is %g: want 0..100", c.DurationWeight)
 	}
+	if c.PrevDropout < 0 || c.PrevDropout > 1 {
+		return fmt.Errorf("model: Config.PrevDropout is %g: want 0..1", c.PrevDropout)
+	}
 	if n := c.paramCount(); n > maxParams {
 		return fmt.Errorf("model: config has %d parameters: want at most %d", n, maxParams)
 	}
@@ -201,9 +210,11 @@ type paramSpec struct {
 }
 
 // The decoder's vocabulary: units 0..K-1, then the end marker; the
-// previous-unit embedding adds a begin marker after it.
-func (c Config) eos() int { return c.Units }
-func (c Config) bos() int { return c.Units + 1 }
+// previous-unit embedding adds a begin marker and a mask (dropped previous
+// unit) after it.
+func (c Config) eos() int  { return c.Units }
+func (c Config) bos() int  { return c.Units + 1 }
+func (c Config) mask() int { return c.Units + 2 }
 
 // paramShapes lists every weight tensor in a fixed order: the order of the
 // flat parameter and gradient vectors.
@@ -225,7 +236,7 @@ func (c Config) paramShapes() []paramSpec {
 		paramSpec{"dec.add.b", []int{1, h}},
 		paramSpec{"dec.gate.w", []int{hc, h}},
 		paramSpec{"dec.gate.b", []int{1, h}},
-		paramSpec{"dec.prev", []int{c.Units + 2, h}},
+		paramSpec{"dec.prev", []int{c.Units + 3, h}},
 		paramSpec{"dec.pos", []int{c.MaxUnits, h}},
 		paramSpec{"dec.posgate", []int{c.MaxUnits, h}})
 	for i := range c.DecoderLayers {

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -14,7 +15,7 @@ import (
 // Graph is not safe for concurrent use; make one per goroutine.
 type Graph struct {
 	m             *Model
-	batch, length int
+	batch, positions int
 
 	g  *G.ExprGraph
 	vm G.VM
@@ -24,6 +25,8 @@ type Graph struct {
 	repIdx, prevIdx, posIdx       *G.Node
 	inX, inLang, inTgt, inDur     *tensor.Dense
 	inRepIdx, inPrevIdx, inPosIdx *tensor.Dense
+
+	rowWant []int // each row's target token, -1 for padding
 
 	learn                     []*G.Node
 	unitLoss, durLoss, logits *G.Node
@@ -38,8 +41,10 @@ type Sums struct {
 	Loss, UnitLoss, DurLoss float64
 	// Examples and Tokens (units plus end markers) counted.
 	Examples, Tokens int
-	// Correct counts tokens whose teacher-forced argmax was right.
-	Correct int
+	// Scored is how many positions the graph scored (all of them, or a
+	// sample when a target is longer than the graph's positions) and
+	// Correct how many of those had the right teacher-forced argmax.
+	Scored, Correct int
 }
 
 // Add adds o to s.
@@ -49,27 +54,31 @@ func (s *Sums) Add(o Sums) {
 	s.DurLoss += o.DurLoss
 	s.Examples += o.Examples
 	s.Tokens += o.Tokens
+	s.Scored += o.Scored
 	s.Correct += o.Correct
 }
 
-// NewGraph builds the training graph for batches of up to batch examples
-// whose target sequences, end marker included, fit length positions; length
-// 0 means Config.MaxUnits. Graphs of several lengths let a trainer bucket
-// examples by target length instead of padding all to the longest.
-func (m *Model) NewGraph(batch, length int) (*Graph, error) {
+// NewGraph builds the training graph for batches of up to batch examples,
+// scoring up to positions target positions (end marker included) of each;
+// 0 means Config.MaxUnits, which scores every position: the exact summed
+// loss. A target with more positions than that has a sample of them scored
+// (drawn from Example.Seed), each weighted so that the loss and gradient are
+// unbiased estimates of the full sums; teacher forcing makes positions
+// independent given the previous unit, so any subset can be scored. Fewer
+// positions per example buy more examples per step for the same work.
+func (m *Model) NewGraph(batch, positions int) (*Graph, error) {
 	if batch < 1 || batch > 1<<16 {
 		return nil, fmt.Errorf("model: graph batch size %d: want 1..65536", batch)
 	}
 	c := m.cfg
-	if length == 0 {
-		length = c.MaxUnits
+	if positions == 0 {
+		positions = c.MaxUnits
 	}
-	if length < 1 || length > c.MaxUnits {
-		return nil, fmt.Errorf("model: graph length %d: want 1..%d (Config.MaxUnits)", length, c.MaxUnits)
+	if positions < 1 || positions > c.MaxUnits {
+		return nil, fmt.Errorf("model: graph positions %d: want 1..%d (Config.MaxUnits)", positions, c.MaxUnits)
 	}
-	L := length
-	n := batch * L
-	gr := &Graph{m: m, batch: batch, length: length, g: G.NewGraph()}
+	n := batch * positions
+	gr := &Graph{m: m, batch: batch, positions: positions, g: G.NewGraph()}
 	g := gr.g
 	dense := func(r, cols int) *tensor.Dense {
 		return tensor.New(tensor.WithShape(r, cols), tensor.WithBacking(make([]float32, r*cols)))
@@ -146,8 +155,8 @@ func (gr *Graph) build(p map[string]*G.Node) (err error) {
 		d = G.Must(G.Rectify(affine(d, fmt.Sprintf("dec.%d", i))))
 	}
 	gr.logits = affine(d, "dec.unit")
-	ul := G.Must(G.Neg(G.Must(G.Sum(G.Must(G.HadamardProd(G.Must(G.LogSoftMax(gr.logits, 1)), gr.tgt))))))
-	dl := G.Must(G.Neg(G.Must(G.Sum(G.Must(G.HadamardProd(G.Must(G.LogSoftMax(affine(d, "dec.dur"), 1)), gr.dur))))))
+	ul := G.Must(softmaxXent(gr.logits, gr.tgt))
+	dl := G.Must(softmaxXent(affine(d, "dec.dur"), gr.dur))
 	w := G.NewConstant(float32(c.DurationWeight))
 	loss := G.Must(G.Add(ul, G.Must(G.HadamardProd(dl, w))))
 	G.WithName("loss")(loss)
@@ -161,9 +170,9 @@ func (gr *Graph) build(p map[string]*G.Node) (err error) {
 // Batch is the graph's batch size.
 func (gr *Graph) Batch() int { return gr.batch }
 
-// Length is how many target positions (end marker included) the graph
-// holds per example.
-func (gr *Graph) Length() int { return gr.length }
+// Positions is how many target positions (end marker included) the graph
+// scores per example.
+func (gr *Graph) Positions() int { return gr.positions }
 
 // Gradients runs forward and backward over exs (at most Batch examples; a
 // short batch is padded with masked rows that contribute nothing) and
@@ -180,9 +189,6 @@ func (gr *Graph) Gradients(exs []Example, grads []float32) (Sums, error) {
 	for i, ex := range exs {
 		if err := m.checkExample(ex); err != nil {
 			return Sums{}, fmt.Errorf("example %d: %w", i, err)
-		}
-		if n := len(ex.Units.Units) + 1; n > gr.length {
-			return Sums{}, fmt.Errorf("example %d: %d units plus the end marker do not fit the graph's length %d", i, n-1, gr.length)
 		}
 	}
 	tokens := gr.fill(exs)
@@ -213,17 +219,18 @@ func (gr *Graph) Gradients(exs []Example, grads []float32) (Sums, error) {
 		Tokens:   tokens,
 	}
 	s.Loss = s.UnitLoss + m.cfg.DurationWeight*s.DurLoss
-	s.Correct = gr.correct(exs)
+	s.Correct, s.Scored = gr.correct()
 	if math.IsNaN(s.Loss) || math.IsInf(s.Loss, 0) {
 		return s, fmt.Errorf("model: loss is %g", s.Loss)
 	}
 	return s, nil
 }
 
-// fill writes the batch into the input tensors and returns its token count.
+// fill writes the batch into the input tensors and returns its token
+// count (every target position of every example, sampled or not).
 func (gr *Graph) fill(exs []Example) int {
 	c := gr.m.cfg
-	L := gr.length
+	P := gr.positions
 	x := gr.inX.Data().([]float32)
 	lang := gr.inLang.Data().([]float32)
 	tgt := gr.inTgt.Data().([]float32)
@@ -235,13 +242,18 @@ func (gr *Graph) fill(exs []Example) int {
 	repIdx := gr.inRepIdx.Data().([]int)
 	prevIdx := gr.inPrevIdx.Data().([]int)
 	posIdx := gr.inPosIdx.Data().([]int)
+	if len(gr.rowWant) != gr.batch*P {
+		gr.rowWant = make([]int, gr.batch*P)
+	}
 	tokens := 0
+	pos := make([]int, 0, c.MaxUnits)
 	for b := range gr.batch {
-		for t := range L {
-			r := b*L + t
+		for j := range P {
+			r := b*P + j
 			repIdx[r] = b
-			posIdx[r] = t
+			posIdx[r] = 0
 			prevIdx[r] = c.bos()
+			gr.rowWant[r] = -1
 		}
 		if b >= len(exs) {
 			continue // padding: no input, no targets
@@ -250,52 +262,78 @@ func (gr *Graph) fill(exs []Example) int {
 		copy(x[b*c.InputSize():], ex.Input)
 		lang[b*nl+ex.Target] = 1
 		us := ex.Units.Units
-		for t := range L {
-			r := b*L + t
+		n := len(us) + 1 // positions with a target, end marker included
+		tokens += n
+		pos = pos[:0]
+		for t := range n {
+			pos = append(pos, t)
+		}
+		w := float32(1)
+		if n > P {
+			// Score P positions drawn without replacement, each weighted
+			// n/P: an unbiased estimate of the example's summed loss.
+			rng := rand.New(rand.NewPCG(ex.Seed, 0x706f736974696f6e))
+			for j := range P {
+				k := j + rng.IntN(n-j)
+				pos[j], pos[k] = pos[k], pos[j]
+			}
+			pos = pos[:P]
+			w = float32(n) / float32(P)
+		}
+		for j, t := range pos {
+			r := b*P + j
+			posIdx[r] = t
 			p := c.bos()
-			if t > 0 && t-1 < len(us) {
+			if t > 0 {
 				p = us[t-1]
-			} else if t > 0 {
-				p = c.eos()
+			}
+			if t > 0 && c.PrevDropout > 0 && uniform(ex.Seed, t) < c.PrevDropout {
+				p = c.mask()
 			}
 			prevIdx[r] = p
-			switch {
-			case t < len(us):
-				tgt[r*kt+us[t]] = 1
-				dur[r*nd+ex.Units.Durations[t]-1] = 1
-				tokens++
-			case t == len(us):
-				tgt[r*kt+c.eos()] = 1
-				tokens++
+			if t < len(us) {
+				tgt[r*kt+us[t]] = w
+				dur[r*nd+ex.Units.Durations[t]-1] = w
+				gr.rowWant[r] = us[t]
+			} else {
+				tgt[r*kt+c.eos()] = w
+				gr.rowWant[r] = c.eos()
 			}
 		}
 	}
 	return tokens
 }
 
-// correct counts target tokens whose logit argmax matches.
-func (gr *Graph) correct(exs []Example) int {
-	c := gr.m.cfg
-	L, kt := gr.length, c.Units+1
+// correct counts scored rows whose logit argmax is the target, and the
+// rows scored.
+func (gr *Graph) correct() (correct, scored int) {
+	kt := gr.m.cfg.Units + 1
 	lg := gr.logitsV.Data().([]float32)
-	n := 0
-	for b, ex := range exs {
-		for t := 0; t <= len(ex.Units.Units); t++ {
-			want := c.eos()
-			if t < len(ex.Units.Units) {
-				want = ex.Units.Units[t]
-			}
-			row := lg[(b*L+t)*kt : (b*L+t+1)*kt]
-			best := 0
-			for k, v := range row {
-				if v > row[best] {
-					best = k
-				}
-			}
-			if best == want {
-				n++
+	for r, want := range gr.rowWant {
+		if want < 0 {
+			continue
+		}
+		scored++
+		row := lg[r*kt : (r+1)*kt]
+		best := 0
+		for k, v := range row {
+			if v > row[best] {
+				best = k
 			}
 		}
+		if best == want {
+			correct++
+		}
 	}
-	return n
+	return correct, scored
+}
+
+// uniform is a value in [0, 1) that depends only on seed and i
+// (SplitMix64), so noise is the same whichever rank computes it.
+func uniform(seed uint64, i int) float64 {
+	z := seed + uint64(i+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return float64(z>>11) / (1 << 53)
 }

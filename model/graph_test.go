@@ -1,8 +1,13 @@
 package model
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 )
 
 // teacherForcedLoss recomputes the summed unit and duration losses of exs
@@ -13,6 +18,9 @@ func teacherForcedLoss(m *Model, exs []Example) (unit, dur float64) {
 		base := m.decoderBase(m.encode(ex.Input), ex.Target)
 		prev := c.bos()
 		for t := 0; t <= len(ex.Units.Units); t++ {
+			if t > 0 && c.PrevDropout > 0 && uniform(ex.Seed, t) < c.PrevDropout {
+				prev = c.mask()
+			}
 			lp, _, dl := m.stepFull(base, prev, t)
 			if t == len(ex.Units.Units) {
 				unit -= lp[c.eos()]
@@ -28,7 +36,15 @@ func teacherForcedLoss(m *Model, exs []Example) (unit, dur float64) {
 }
 
 func TestGraphMatchesInference(t *testing.T) {
-	m, exs, _ := toySetup(t, nil)
+	for _, drop := range []float64{0, 0.5} {
+		t.Run(fmt.Sprintf("prev dropout %g", drop), func(t *testing.T) {
+			m, exs, _ := toySetup(t, func(c *Config) { c.PrevDropout = drop })
+			graphMatchesInference(t, m, exs)
+		})
+	}
+}
+
+func graphMatchesInference(t *testing.T, m *Model, exs []Example) {
 	g, err := m.NewGraph(5, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -136,21 +152,50 @@ func TestPaddingContributesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rel(sa.Loss, ss.Loss) > 1e-6 {
-		t.Errorf("length-%d graph loss %g, full-length %g", need, ss.Loss, sa.Loss)
+	if rel(sa.Loss, ss.Loss) > 1e-6 || ss.Scored != sa.Tokens {
+		t.Errorf("%d-position graph loss %g over %d scored, full-length %g over %d", need, ss.Loss, ss.Scored, sa.Loss, sa.Tokens)
 	}
 	for i := range a {
 		if math.Abs(float64(a[i]-b[i])) > 1e-5*(1+math.Abs(float64(a[i]))) {
-			t.Fatalf("gradient %d: length-%d graph %g, full-length %g", i, need, b[i], a[i])
+			t.Fatalf("gradient %d: %d-position graph %g, full-length %g", i, need, b[i], a[i])
 		}
 	}
-	if tooShort, err := m.NewGraph(3, need-1); err != nil {
-		t.Fatal(err)
-	} else if _, err := tooShort.Gradients(exs[:3], b); err == nil {
-		t.Error("a graph too short for the batch gave no error")
-	}
 	if _, err := m.NewGraph(3, m.Config().MaxUnits+1); err == nil {
-		t.Error("a graph longer than MaxUnits was built")
+		t.Error("a graph with more positions than MaxUnits was built")
+	}
+}
+
+// TestSampledPositionsAreUnbiased checks that scoring a sample of each
+// target's positions estimates the full summed loss without bias.
+func TestSampledPositionsAreUnbiased(t *testing.T) {
+	m, exs, _ := toySetup(t, nil)
+	full, _ := m.NewGraph(4, 0)
+	sampled, _ := m.NewGraph(4, 4)
+	grads := make([]float32, m.Params().Size())
+	batch := slices.Clone(exs[10:14])
+	want, err := full.Gradients(batch, grads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	const draws = 300
+	for d := range draws {
+		for i := range batch {
+			batch[i].Seed = uint64(d*len(batch) + i)
+		}
+		s, err := sampled.Gradients(batch, grads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Tokens != want.Tokens || s.Scored != 16 {
+			t.Fatalf("sampled graph counted %d tokens, scored %d: want %d and 16", s.Tokens, s.Scored, want.Tokens)
+		}
+		sum += s.UnitLoss
+	}
+	// The toy config has no previous-unit dropout, so the seeds change
+	// only which positions are scored.
+	if r := rel(sum/draws, want.UnitLoss); r > 0.03 {
+		t.Errorf("mean sampled unit loss %g, full %g (rel %g)", sum/draws, want.UnitLoss, r)
 	}
 }
 
@@ -201,5 +246,51 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	}
 	if checked < len(m.Params().Tensors)/2 {
 		t.Errorf("only %d of %d tensors had a gradient worth checking", checked, len(m.Params().Tensors))
+	}
+}
+
+func TestSoftmaxXent(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		logits  []float32 // 2 x 3
+		targets []float32
+		want    float64
+		grad    []float64
+	}{
+		{"uniform", []float32{0, 0, 0, 1, 1, 1}, []float32{1, 0, 0, 0, 0, 1}, 2 * math.Log(3),
+			[]float64{1.0/3 - 1, 1.0 / 3, 1.0 / 3, 1.0 / 3, 1.0 / 3, 1.0/3 - 1}},
+		{"padding row", []float32{0, 0, 0, 5, -5, 2}, []float32{0, 1, 0, 0, 0, 0}, math.Log(3),
+			[]float64{1.0 / 3, 1.0/3 - 1, 1.0 / 3, 0, 0, 0}},
+		// A row whose leading logit is far above the matrix's first
+		// element: gorgonia's own float32 log-softmax overflows here.
+		{"large leading logit", []float32{-100, 0, 0, 500, 0, 0}, []float32{1, 0, 0, 1, 0, 0}, 100 + math.Log(2+math.Exp(-100)),
+			[]float64{-1, 0.5, 0.5, 0, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := G.NewGraph()
+			x := G.NewMatrix(g, G.Float32, G.WithShape(2, 3), G.WithName("x"), G.WithValue(tensor.New(tensor.WithShape(2, 3), tensor.WithBacking(slices.Clone(tc.logits)))))
+			y := G.NewMatrix(g, G.Float32, G.WithShape(2, 3), G.WithName("y"), G.WithValue(tensor.New(tensor.WithShape(2, 3), tensor.WithBacking(slices.Clone(tc.targets)))))
+			loss := G.Must(softmaxXent(x, y))
+			if _, err := G.Grad(loss, x); err != nil {
+				t.Fatal(err)
+			}
+			vm := G.NewTapeMachine(g, G.BindDualValues(x))
+			defer vm.Close()
+			if err := vm.RunAll(); err != nil {
+				t.Fatal(err)
+			}
+			if got := float64(loss.Value().Data().(float32)); math.Abs(got-tc.want) > 1e-4*(1+tc.want) {
+				t.Errorf("loss %g, want %g", got, tc.want)
+			}
+			gv, err := x.Grad()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range gv.Data().([]float32) {
+				if math.Abs(float64(v)-tc.grad[i]) > 1e-5 {
+					t.Errorf("grad[%d] = %g, want %g", i, v, tc.grad[i])
+				}
+			}
+		})
 	}
 }

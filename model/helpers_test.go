@@ -51,6 +51,7 @@ func toySetup(t testing.TB, cfgEdit func(*Config)) (*Model, []Example, toyCorpus
 	cfg.MaxUnits = 24
 	cfg.MaxDuration = 8
 	cfg.GriffinLimIterations = 4
+	cfg.PrevDropout = 0
 	if cfgEdit != nil {
 		cfgEdit(&cfg)
 	}
@@ -103,6 +104,7 @@ func toySetup(t testing.TB, cfgEdit func(*Config)) (*Model, []Example, toyCorpus
 					if err != nil {
 						t.Fatal(err)
 					}
+					ex.Seed = uint64(len(exs))
 					exs = append(exs, ex)
 				}
 			}

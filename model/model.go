@@ -123,6 +123,10 @@ type Example struct {
 	Input  []float32
 	Target int
 	Units  units.Sequence
+	// Seed draws this example's training noise (previous-unit dropout).
+	// Set it from the sample's place in the global data order, so ranks
+	// that split a batch draw what one rank with the whole batch would.
+	Seed uint64
 }
 
 // NewExample checks and assembles a training pair.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/gob"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -99,13 +101,20 @@ func prepare(cd *corpusData, o options) (*prep, error) {
 		p.heldPair[d] = true
 	}
 	errs := make([]error, len(cd.Utts))
-	parallel(len(cd.Utts), 2, func(i int) {
-		p.logMel[i], errs[i] = front.LogMel(cd.Utts[i].clip(cd.Spec.Rate))
-	})
-	for i, u := range cd.Utts {
-		if errs[i] != nil {
-			return nil, errs[i]
+	if o.featCache == "" || !readFeatures(o.featCache, p.logMel) {
+		parallel(len(cd.Utts), 2, func(i int) {
+			p.logMel[i], errs[i] = front.LogMel(cd.Utts[i].clip(cd.Spec.Rate))
+		})
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
 		}
+		if o.featCache != "" {
+			if err := writeFeatures(o.featCache, p.logMel); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i, u := range cd.Utts {
 		if u.Canon {
 			p.canon[key{u.Lang, u.Phrase}] = i
 			if err := p.templates.Add(u.Lang, u.Phrase, p.logMel[i]); err != nil {
@@ -175,6 +184,18 @@ func experiment(ctx context.Context, cd *corpusData, o options) error {
 	if o.diagNN {
 		return diagNN(p, o)
 	}
+	if o.load != "" && o.diagDecode {
+		f, err := os.Open(o.load)
+		if err != nil {
+			return err
+		}
+		m, err = model.Load(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		return diagDecode(p, m, o)
+	}
 	if o.load != "" {
 		f, err := os.Open(o.load)
 		if err != nil {
@@ -194,6 +215,8 @@ func experiment(ctx context.Context, cd *corpusData, o options) error {
 		cfg.Units, cfg.UnitStride, cfg.Segments, cfg.InputCepstra = o.units, o.stride, o.segments, o.cepstra
 		cfg.EncoderHidden, cfg.DecoderHidden, cfg.DecoderLayers = o.encHidden, o.decHidden, o.decLayers
 		cfg.GriffinLimIterations = o.griffinIters
+		cfg.PrevDropout = o.prevDropout
+		cfg.ContextHidden = o.ctxHidden
 		cfg.Seed = o.seed
 		longest, total := 0, 0
 		for _, i := range p.canon {
@@ -275,14 +298,24 @@ func train(ctx context.Context, p *prep, m *model.Model, o options) error {
 		inputs[i] = in
 	}
 	slog.Info("training", "pairs", len(pairs), "params", m.Params().Size(), "max_units", cfg.MaxUnits, "batch", o.batch, "budget", o.budget)
-	buckets, err := makeBuckets(m, pairs, func(pr pair) int {
+	var buckets bucketSet
+	var err error
+	if o.positions > 0 {
+		// One graph scoring a sample of positions of every target.
+		g, err := m.NewGraph(o.batch, o.positions)
+		if err != nil {
+			return err
+		}
+		buckets = bucketSet{{graph: g, pairs: pairs}}
+	} else if buckets, err = makeBuckets(m, pairs, func(pr pair) int {
 		return len(seqs[key{pr.target, p.cd.Utts[pr.src].Phrase}].Units) + 1
-	}, o)
-	if err != nil {
+	}, o); err != nil {
 		return err
 	}
 	ac := model.DefaultAdamConfig()
 	ac.LR = o.lr
+	ac.ClipNorm = o.clip
+	ac.WarmupSteps = int64(o.warmup)
 	ac.DecaySteps = int64(o.expectedSteps)
 	if o.expectedSteps == 0 {
 		ac.DecaySteps = 1 << 40 // set from measured speed below
@@ -314,7 +347,7 @@ func train(ctx context.Context, p *prep, m *model.Model, o options) error {
 				}
 			}
 			li, _ := cfg.LangIndex(pr.target)
-			exs[b] = model.Example{Input: in, Target: li, Units: seqs[key{pr.target, p.cd.Utts[pr.src].Phrase}]}
+			exs[b] = model.Example{Input: in, Target: li, Units: seqs[key{pr.target, p.cd.Utts[pr.src].Phrase}], Seed: o.seed<<32 ^ uint64(step*o.batch+b)}
 		}
 		s, err := bk.graph.Gradients(exs, grads)
 		if err != nil {
@@ -337,7 +370,7 @@ func train(ctx context.Context, p *prep, m *model.Model, o options) error {
 		if time.Since(lastLog) > 30*time.Second {
 			el := time.Since(start).Seconds()
 			slog.Info("train", "step", step+1, "loss_per_token", win.UnitLoss/float64(win.Tokens), "dur_loss", win.DurLoss/float64(win.Tokens),
-				"token_acc", float64(win.Correct)/float64(win.Tokens), "lr", st.LR, "gnorm", st.GradNorm,
+				"token_acc", float64(win.Correct)/float64(win.Scored), "lr", st.LR, "gnorm", st.GradNorm,
 				"steps_per_s", float64(step+1)/el, "cpu_s_per_step", (cpuSeconds()-cpu0)/float64(step+1), "elapsed", time.Since(start).Round(time.Second))
 			win = model.Sums{}
 			lastLog = time.Now()
@@ -513,4 +546,92 @@ func diagNN(p *prep, o options) error {
 	fmt.Printf("nearest-neighbour phrase accuracy of raw encoder input, unseen voices vs training voices: %.3f (%d/%d), segments %d cepstra %d\n",
 		float64(correct)/float64(len(test)), correct, len(test), o.segments, o.cepstra)
 	return nil
+}
+
+// diagDecode compares greedy unit sequences with the targets on unseen
+// voices: exact matches, where the first mismatch falls, edit distance.
+func diagDecode(p *prep, m *model.Model, o options) error {
+	set := quickSet(p, o, 300, false)
+	exact, firstSum, editSum, lenSum := 0, 0, 0, 0
+	hist := make([]int, 6)
+	for _, pr := range set {
+		in, err := m.EncoderInput(p.logMel[pr.src])
+		if err != nil {
+			return err
+		}
+		li, _ := m.Config().LangIndex(pr.target)
+		got := m.Decode(in, li, model.DecodeOptions{Beam: o.beam})
+		want, err := m.TargetSequence(p.logMel[p.canon[key{pr.target, p.cd.Utts[pr.src].Phrase}]])
+		if err != nil {
+			return err
+		}
+		first := 0
+		for first < len(got.Units) && first < len(want.Units) && got.Units[first] == want.Units[first] {
+			first++
+		}
+		if slices.Equal(got.Units, want.Units) {
+			exact++
+		}
+		firstSum += first
+		ed := editDistance(got.Units, want.Units)
+		editSum += ed
+		lenSum += len(want.Units)
+		hist[min(5, ed)]++
+	}
+	n := float64(len(set))
+	fmt.Printf("greedy vs target units on %d unseen-voice pairs: exact %.3f, mean first mismatch at %.1f, mean edit distance %.2f over mean length %.1f; edit-distance histogram 0..5+: %v\n",
+		len(set), float64(exact)/n, float64(firstSum)/n, float64(editSum)/n, float64(lenSum)/n, hist)
+	return nil
+}
+
+func editDistance(a, b []int) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// readFeatures fills dst from a features cache written for the same
+// corpus (same utterance count); it reports whether it did.
+func readFeatures(path string, dst []audio.Spectrogram) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var got []audio.Spectrogram
+	if err := gob.NewDecoder(f).Decode(&got); err != nil || len(got) != len(dst) {
+		return false
+	}
+	copy(dst, got)
+	slog.Info("features cache hit", "path", path)
+	return true
+}
+
+func writeFeatures(path string, s []audio.Spectrogram) error {
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return err
+	}
+	if err := gob.NewEncoder(f).Encode(s); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }

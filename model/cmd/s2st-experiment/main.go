@@ -38,6 +38,7 @@ type options struct {
 	maxSteps      int
 	batch         int
 	buckets       int
+	positions     int
 	lr            float64
 	seed          uint64
 	units         int
@@ -46,6 +47,8 @@ type options struct {
 	cepstra       int
 	encHidden     []int
 	decHidden     int
+	ctxHidden     int
+	prevDropout   float64
 	decLayers     int
 	evalN         int
 	evalEvery     int
@@ -54,6 +57,10 @@ type options struct {
 	save, load    string
 	griffinIters  int
 	diagNN        bool
+	featCache     string
+	clip          float64
+	warmup        int
+	diagDecode    bool
 	expectedSteps int
 }
 
@@ -62,6 +69,9 @@ func run() error {
 	langs := flag.String("langs", "de,en,es,fr,it,nl,pl,pt,ru,sv", "corpus languages")
 	numbers := flag.Int("numbers", 30, "largest cardinal number spoken")
 	cache := flag.String("cache", "", "corpus cache file (read if it matches, written otherwise)")
+	flag.StringVar(&o.featCache, "feature-cache", "", "log-mel cache file for the corpus (read if it matches, written otherwise)")
+	flag.Float64Var(&o.clip, "clip", 1, "global gradient-norm clip (0: none)")
+	flag.IntVar(&o.warmup, "warmup", 200, "learning-rate warmup steps")
 	espeak := flag.String("espeak", "espeak-ng", "espeak-ng binary")
 	workers := flag.Int("synth-workers", 6, "parallel espeak-ng processes")
 	held := flag.String("held-phrases", "num:17,num:27", "phrases kept out of training")
@@ -70,7 +80,8 @@ func run() error {
 	flag.IntVar(&o.maxSteps, "steps", 0, "stop after this many steps (0: budget only)")
 	flag.IntVar(&o.expectedSteps, "schedule-steps", 0, "cosine schedule length in steps (0: estimated from measured speed and the budget)")
 	flag.IntVar(&o.batch, "batch", 32, "examples per step")
-	flag.IntVar(&o.buckets, "buckets", 4, "target-length buckets (graphs of different lengths)")
+	flag.IntVar(&o.buckets, "buckets", 8, "target-length buckets (graphs of different lengths)")
+	flag.IntVar(&o.positions, "positions", 0, "score this many sampled positions per target in one graph instead of length buckets (0: buckets, every position)")
 	flag.Float64Var(&o.lr, "lr", 1e-3, "peak learning rate")
 	seed := flag.Uint64("seed", 1, "seed for init, sampling and k-means")
 	flag.IntVar(&o.units, "units", 128, "k-means units")
@@ -79,6 +90,8 @@ func run() error {
 	flag.IntVar(&o.cepstra, "cepstra", 0, "encoder input: mel cepstra c1..cN instead of log-mel (0: log-mel)")
 	enc := flag.String("enc", "512,512", "encoder widths")
 	flag.IntVar(&o.decHidden, "dec", 256, "decoder width")
+	flag.IntVar(&o.ctxHidden, "ctx", 512, "context layer width")
+	flag.Float64Var(&o.prevDropout, "prev-dropout", 0.5, "probability of hiding the previous unit from the decoder in training")
 	flag.IntVar(&o.decLayers, "dec-layers", 1, "decoder hidden layers")
 	flag.IntVar(&o.evalN, "eval-n", 900, "translations evaluated per split (0: all)")
 	flag.IntVar(&o.evalEvery, "eval-every", 0, "quick unseen-voice check every N steps (0: never)")
@@ -86,6 +99,7 @@ func run() error {
 	flag.Float64Var(&o.warp, "warp", 0, "training augmentation: random mel-axis warp up to this fraction (0: none)")
 	flag.IntVar(&o.griffinIters, "gl-iters", 32, "Griffin-Lim iterations of the vocoder")
 	flag.StringVar(&o.save, "save", "", "write the trained model here")
+	flag.BoolVar(&o.diagDecode, "diag-decode", false, "with -load: only compare greedy unit sequences with the targets")
 	flag.BoolVar(&o.diagNN, "diag-nn", false, "only measure nearest-neighbour phrase separability of the encoder input")
 	flag.StringVar(&o.load, "load", "", "evaluate this saved model instead of training")
 	flag.Parse()
