@@ -14,7 +14,7 @@ import (
 // Params.Flat, so an optimizer update of Flat is seen by the next call. A
 // Graph is not safe for concurrent use; make one per goroutine.
 type Graph struct {
-	m             *Model
+	m                *Model
 	batch, positions int
 
 	g  *G.ExprGraph
