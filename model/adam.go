@@ -27,7 +27,7 @@ type AdamConfig struct {
 
 // DefaultAdamConfig is the schedule the experiments use.
 func DefaultAdamConfig() AdamConfig {
-	return AdamConfig{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, WarmupSteps: 200, DecaySteps: 10000, MinLRFraction: 0.05, ClipNorm: 1}
+	return AdamConfig{LR: 3e-3, Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, WarmupSteps: 200, DecaySteps: 10000, MinLRFraction: 0.05, ClipNorm: 1}
 }
 
 // Validate checks the fields.

@@ -8,7 +8,8 @@ import (
 	"babelfish.dev/babelfish/model/units"
 )
 
-// BenchmarkGradients times one forward+backward at the default shape.
+// BenchmarkGradients times one forward+backward at the default shape and
+// the experiment's batch: 256 examples, 2 scored positions each.
 func BenchmarkGradients(b *testing.B) {
 	cfg := DefaultConfig([]string{"de", "en", "es", "fr", "it", "nl", "pl", "pt", "ru", "sv"})
 	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
@@ -16,7 +17,7 @@ func BenchmarkGradients(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch = 32
+	const batch, positions = 256, 2
 	rng := rand.New(rand.NewPCG(1, 2))
 	exs := make([]Example, batch)
 	for i := range exs {
@@ -30,9 +31,9 @@ func BenchmarkGradients(b *testing.B) {
 			seq.Units = append(seq.Units, rng.IntN(cfg.Units))
 			seq.Durations = append(seq.Durations, 1+rng.IntN(cfg.MaxDuration))
 		}
-		exs[i] = Example{Input: in, Target: rng.IntN(len(cfg.Languages)), Units: seq}
+		exs[i] = Example{Input: in, Target: rng.IntN(len(cfg.Languages)), Units: seq, Seed: uint64(i)}
 	}
-	g, err := m.NewGraph(batch, 0)
+	g, err := m.NewGraph(batch, positions)
 	if err != nil {
 		b.Fatal(err)
 	}

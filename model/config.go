@@ -56,11 +56,12 @@ type Config struct {
 }
 
 // DefaultConfig is the shape measured to fit a 60-minute CPU budget on the
-// synthetic corpus, for the given languages.
+// synthetic corpus (see cmd/s2st-experiment), for the given languages.
 func DefaultConfig(langs []string) Config {
 	return Config{
 		Languages:            slices.Clone(langs),
 		Segments:             20,
+		InputCepstra:         20,
 		EncoderHidden:        []int{512, 512},
 		ContextHidden:        512,
 		DecoderHidden:        256,

@@ -21,7 +21,9 @@ type split struct {
 	pairs []pair
 }
 
-// splits draws up to o.evalN translations for each test split.
+// splits draws o.evalN translations per direction for each test split
+// (half that for the seen split, five times that for the few held-out
+// directions).
 func (p *prep) splits(o options) []split {
 	var train, voices, phrases, pairsHeld []pair
 	for i, u := range p.cd.Utts {
@@ -47,18 +49,28 @@ func (p *prep) splits(o options) []split {
 		}
 	}
 	rng := rand.New(rand.NewPCG(o.seed, 31337))
+	// pick draws n translations per direction, so every direction counts.
 	pick := func(s []pair, n int) []pair {
 		rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
-		if n > 0 && len(s) > n {
-			s = s[:n]
+		if n <= 0 {
+			return s
 		}
-		return s
+		per := map[[2]string]int{}
+		var out []pair
+		for _, pr := range s {
+			d := [2]string{p.cd.Utts[pr.src].Lang, pr.target}
+			if per[d] < n {
+				per[d]++
+				out = append(out, pr)
+			}
+		}
+		return out
 	}
 	return []split{
-		{"seen (train voices)", pick(train, o.evalN/3)},
+		{"seen (train voices)", pick(train, (o.evalN+1)/2)},
 		{"unseen voices", pick(voices, o.evalN)},
 		{"unseen phrases", pick(phrases, o.evalN)},
-		{"unseen pairs", pick(pairsHeld, o.evalN)},
+		{"unseen pairs", pick(pairsHeld, 5*o.evalN)},
 	}
 }
 
@@ -113,6 +125,7 @@ func evaluate(ctx context.Context, p *prep, m *model.Model, o options) error {
 	byTarget := map[string]*eval.Tally{}
 	bySource := map[string]*eval.Tally{}
 	seenPairs := &eval.Tally{}
+	byDir := map[[2]string]*eval.Tally{}
 	for _, sp := range p.splits(o) {
 		start := time.Now()
 		res := make([]itemResult, len(sp.pairs))
@@ -185,6 +198,11 @@ func evaluate(ctx context.Context, p *prep, m *model.Model, o options) error {
 				if !p.heldPair[[2]string{src, pr.target}] {
 					seenPairs.Add(r.model.correct, r.model.mcd)
 				}
+				d := [2]string{src, pr.target}
+				if byDir[d] == nil {
+					byDir[d] = &eval.Tally{}
+				}
+				byDir[d].Add(r.model.correct, r.model.mcd)
 			}
 		}
 		slog.Info("evaluated", "split", sp.name, "n", len(sp.pairs), "took", time.Since(start).Round(time.Second))
@@ -210,5 +228,32 @@ func evaluate(ctx context.Context, p *prep, m *model.Model, o options) error {
 			fmt.Printf("  from %-5s %s\n", l, t)
 		}
 	}
+	fmt.Println("unseen voices, model concept accuracy % by direction (row: source, column: target; * held-out pair):")
+	fmt.Printf("%6s", "")
+	for _, l := range langs {
+		fmt.Printf("%7s", l)
+	}
+	fmt.Println()
+	minDir, minAcc := "", 2.0
+	for _, a := range langs {
+		fmt.Printf("%6s", a)
+		for _, b := range langs {
+			t := byDir[[2]string{a, b}]
+			if t == nil {
+				fmt.Printf("%7s", "-")
+				continue
+			}
+			mark := " "
+			if p.heldPair[[2]string{a, b}] {
+				mark = "*"
+			}
+			fmt.Printf("%6.0f%s", 100*t.Accuracy(), mark)
+			if t.Accuracy() < minAcc {
+				minDir, minAcc = a+"->"+b, t.Accuracy()
+			}
+		}
+		fmt.Println()
+	}
+	fmt.Printf("directions evaluated: %d; lowest: %s %.1f%%\n", len(byDir), minDir, 100*minAcc)
 	return nil
 }

@@ -1,0 +1,159 @@
+package features
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"babelfish.dev/babelfish/audio"
+)
+
+func spec(frames, bins int, f func(t, b int) float32) audio.Spectrogram {
+	s := audio.Spectrogram{Frames: frames, Bins: bins, Data: make([]float32, frames*bins)}
+	for t := range frames {
+		for b := range bins {
+			s.Data[t*bins+b] = f(t, b)
+		}
+	}
+	return s
+}
+
+func TestTrim(t *testing.T) {
+	const silent, loud = -23, 0 // ln power: about 100 dB apart
+	for _, tc := range []struct {
+		name        string
+		levels      []float32
+		db          float64
+		pad         int
+		first, last int // kept frames, inclusive, of the original
+	}{
+		{"speech in the middle", []float32{silent, silent, silent, loud, loud, silent, silent}, 40, 0, 3, 4},
+		{"padding kept", []float32{silent, silent, silent, loud, loud, silent, silent}, 40, 1, 2, 5},
+		{"padding clipped at the edges", []float32{silent, loud, silent}, 40, 5, 0, 2},
+		{"all loud", []float32{loud, loud}, 40, 0, 0, 1},
+		{"all silent stays whole", []float32{silent, silent}, 40, 0, 0, 1},
+		{"quiet tail within range kept", []float32{loud, -2, silent}, 40, 0, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := spec(len(tc.levels), 4, func(t, b int) float32 { return tc.levels[t] })
+			got := Trim(s, tc.db, tc.pad)
+			if want := tc.last - tc.first + 1; got.Frames != want {
+				t.Fatalf("kept %d frames, want %d", got.Frames, want)
+			}
+			if !slices.Equal(got.Data, s.Data[tc.first*4:(tc.last+1)*4]) {
+				t.Errorf("kept the wrong frames: %v", got.Data)
+			}
+		})
+	}
+	if got := Trim(audio.Spectrogram{Bins: 4}, 40, 2); got.Frames != 0 {
+		t.Errorf("empty spectrogram trimmed to %d frames", got.Frames)
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	s := spec(10, 3, func(t, b int) float32 { return float32(5*b) + float32(t%2) })
+	n := Normalize(s)
+	for b := range 3 {
+		var mean, ss float64
+		for t := range 10 {
+			v := float64(n.Row(t)[b])
+			mean += v
+			ss += v * v
+		}
+		if math.Abs(mean/10) > 1e-6 {
+			t.Errorf("bin %d mean %g after normalising", b, mean/10)
+		}
+		if math.Abs(ss/10-1) > 1e-5 {
+			t.Errorf("bin %d variance %g, want 1 (all bins vary alike here)", b, ss/10)
+		}
+	}
+	// A gain (a constant in log power) changes nothing.
+	louder := spec(10, 3, func(t, b int) float32 { return s.Row(t)[b] + 7 })
+	if !slices.Equal(Normalize(louder).Data, n.Data) {
+		t.Error("a gain changed the normalised features")
+	}
+}
+
+func TestPool(t *testing.T) {
+	ramp := spec(6, 1, func(t, b int) float32 { return float32(t) })
+	for _, tc := range []struct {
+		name string
+		s    audio.Spectrogram
+		n    int
+		want []float32
+	}{
+		{"even split", ramp, 3, []float32{0.5, 2.5, 4.5}},
+		{"identity", ramp, 6, []float32{0, 1, 2, 3, 4, 5}},
+		{"fractional spans", ramp, 4, []float32{1.0 / 3, 5.0 / 3, 10.0 / 3, 14.0 / 3}},
+		{"stretch a short clip", spec(2, 1, func(t, b int) float32 { return float32(10 * t) }), 4, []float32{0, 0, 10, 10}},
+		{"no frames", audio.Spectrogram{Bins: 1}, 2, []float32{0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Pool(tc.s, tc.n)
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d values, want %d", len(got), len(tc.want))
+			}
+			for i := range got {
+				if math.Abs(float64(got[i]-tc.want[i])) > 1e-5 {
+					t.Fatalf("Pool = %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestMelCepstrum(t *testing.T) {
+	// A flat log spectrum has only c0, equal to half the log power.
+	flat := spec(2, 40, func(t, b int) float32 { return 4 })
+	c := MelCepstrum(flat, 5)
+	if c.Bins != 5 || math.Abs(float64(c.Row(0)[0])-2) > 1e-5 {
+		t.Errorf("flat spectrum: c0 = %v, want 2", c.Row(0)[0])
+	}
+	for k := 1; k < 5; k++ {
+		if math.Abs(float64(c.Row(1)[k])) > 1e-5 {
+			t.Errorf("flat spectrum: c%d = %g, want 0", k, c.Row(1)[k])
+		}
+	}
+	// A cosine across the bands shows up in its own coefficient.
+	cos := spec(1, 40, func(_, b int) float32 { return float32(2 * math.Cos(math.Pi/40*(float64(b)+0.5)*3)) })
+	c = MelCepstrum(cos, 6)
+	for k := range 6 {
+		want := 0.0
+		if k == 3 {
+			want = 0.5 // (1/2 for amplitude) * 2 * (1/2 from the cosine's energy)
+		}
+		if math.Abs(float64(c.Row(0)[k])-want) > 1e-5 {
+			t.Errorf("cosine spectrum: c%d = %g, want %g", k, c.Row(0)[k], want)
+		}
+	}
+}
+
+func TestFrontend(t *testing.T) {
+	f, err := NewFrontend(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0.2 s silence, 0.3 s tone, 0.2 s silence at 8 kHz: resampled to 16
+	// kHz and trimmed to about the tone.
+	var x []float32
+	x = append(x, make([]float32, 1600)...)
+	for i := range 2400 {
+		x = append(x, float32(0.5*math.Sin(2*math.Pi*440*float64(i)/8000)))
+	}
+	x = append(x, make([]float32, 1600)...)
+	lm, err := f.LogMel(audio.Clip{Rate: 8000, Samples: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lm.Bins != 80 || lm.Frames < 28 || lm.Frames > 38 {
+		t.Errorf("trimmed to %d frames of %d bins, want about 30 frames of 80", lm.Frames, lm.Bins)
+	}
+	if _, err := f.LogMel(audio.Clip{Rate: 0, Samples: x}); err == nil {
+		t.Error("rate 0 accepted")
+	}
+	for _, bad := range []Config{{TrimDB: -1}, {TrimPad: -3}, {Mel: audio.MelConfig{SampleRate: 16000, NFFT: 64, NMels: 80}}} {
+		if _, err := NewFrontend(bad); err == nil {
+			t.Errorf("config %+v accepted", bad)
+		}
+	}
+}
