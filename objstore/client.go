@@ -20,12 +20,20 @@ import (
 // holds the hex sha256 of an object's whole content.
 const metaSHA256 = "Babelfish-Sha256"
 
+// metaCRC32C (x-amz-meta-babelfish-crc32c) holds the hex CRC-32C
+// (Castagnoli) of the whole content, computed in the same pass as the
+// sha256. Reads verify it: it runs at memory speed, where a sha256 of every
+// byte read costs more CPU than the transfer itself.
+const metaCRC32C = "Babelfish-Crc32c"
+
 // Client reads and writes one bucket. It is safe for concurrent use.
 type Client struct {
 	core   minio.Core
 	bucket string
 	cfg    Config
 	log    *slog.Logger
+	// sha256Reads makes every read hash sha256 instead of CRC-32C.
+	sha256Reads bool
 	// sleep waits between retries; tests swap it to stay fast.
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -34,8 +42,9 @@ type Client struct {
 type Option func(*options)
 
 type options struct {
-	log       *slog.Logger
-	transport http.RoundTripper
+	log         *slog.Logger
+	transport   http.RoundTripper
+	sha256Reads bool
 }
 
 // WithLogger sets where retries and other notable events are logged.
@@ -44,11 +53,20 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithTransport replaces the HTTP transport (the CA file is then ignored).
 func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
 
+// WithSHA256Reads makes every read verify the content's sha256 instead of
+// its CRC-32C. Both are recorded at write time from the same bytes, and the
+// sha256 recorded on an object is always compared with a manifest's before
+// a part is read; this option adds a cryptographic hash of every byte read,
+// which on a small machine is slower than the download it checks.
+// Artifact.Verify always hashes sha256.
+func WithSHA256Reads() Option { return func(o *options) { o.sha256Reads = true } }
+
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {
 	Key          string
 	Size         int64
 	SHA256       string // hex; empty in List results, which do not carry it
+	CRC32C       string // hex CRC-32C (Castagnoli) of the content; empty like SHA256
 	ETag         string
 	ContentType  string
 	LastModified time.Time
@@ -110,11 +128,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("objstore: client for %s: %w", cfg.Endpoint, err)
 	}
 	return &Client{
-		core:   minio.Core{Client: mc},
-		bucket: cfg.Bucket,
-		cfg:    cfg,
-		log:    o.log,
-		sleep:  sleepCtx,
+		core:        minio.Core{Client: mc},
+		bucket:      cfg.Bucket,
+		cfg:         cfg,
+		log:         o.log,
+		sha256Reads: o.sha256Reads,
+		sleep:       sleepCtx,
 	}, nil
 }
 
@@ -301,6 +320,10 @@ func toInfo(oi minio.ObjectInfo) ObjectInfo {
 	for k, v := range oi.UserMetadata {
 		if strings.EqualFold(k, metaSHA256) {
 			info.SHA256 = v
+			continue
+		}
+		if strings.EqualFold(k, metaCRC32C) {
+			info.CRC32C = v
 			continue
 		}
 		if info.Metadata == nil {

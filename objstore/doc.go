@@ -4,8 +4,12 @@
 //
 // It adds what the project's storage contracts need on top of plain S3:
 //
-//   - every object carries the sha256 of its content, written with the
-//     object and checked on every read (ErrChecksum on mismatch);
+//   - every object carries the sha256 and the CRC-32C of its content,
+//     computed in one pass and written with the object; every read checks
+//     the CRC-32C (ErrChecksum on mismatch), which costs next to nothing,
+//     and the sha256 pins identity: an artifact part's recorded sha256 must
+//     be its manifest's before it is read, and Artifact.Verify or
+//     WithSHA256Reads hash sha256 over every byte;
 //   - bounded retries with exponential backoff and jitter on transient
 //     failures only (connection errors, 5xx, SlowDown), never on 4xx;
 //   - artifacts: a set of parts committed by writing a manifest that lists

@@ -28,19 +28,24 @@ var (
 	ErrExists = errors.New("already exists")
 )
 
-// ChecksumError reports content whose sha256 is not the one recorded for it.
-// Expected is empty when the object carries no recorded sha256 at all.
+// ChecksumError reports content whose checksum is not the one recorded for
+// it. Expected is empty when the object carries no recorded sha256 at all.
 type ChecksumError struct {
-	Key      string
-	Expected string // hex sha256 recorded at write time (or in a manifest)
-	Actual   string // hex sha256 of the bytes read
+	Key       string
+	Algorithm string // "sha256" (also when empty) or "crc32c"
+	Expected  string // hex checksum recorded at write time (or in a manifest)
+	Actual    string // hex checksum of the bytes read
 }
 
 func (e *ChecksumError) Error() string {
 	if e.Expected == "" {
 		return fmt.Sprintf("objstore: %s: no sha256 recorded for this object (not written by objstore, or its write did not finish)", e.Key)
 	}
-	return fmt.Sprintf("objstore: %s: %v: expected sha256 %s, got %s", e.Key, ErrChecksum, e.Expected, e.Actual)
+	alg := e.Algorithm
+	if alg == "" {
+		alg = "sha256"
+	}
+	return fmt.Sprintf("objstore: %s: %v: expected %s %s, got %s", e.Key, ErrChecksum, alg, e.Expected, e.Actual)
 }
 
 // Is makes errors.Is(err, ErrChecksum) true.

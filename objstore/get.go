@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 
 	"github.com/minio/minio-go/v7"
@@ -44,12 +45,13 @@ func (c *Client) getAll(ctx context.Context, key string, needSum bool) ([]byte, 
 			return &ChecksumError{Key: key}
 		}
 		data = make([]byte, info.Size)
-		got, err := readAndHash(body, data)
+		alg, want := c.readCheck(info, info.SHA256)
+		got, err := readAndHash(body, data, alg)
 		if err != nil {
 			return err
 		}
-		if info.SHA256 != "" && got != info.SHA256 {
-			return &ChecksumError{Key: key, Expected: info.SHA256, Actual: got}
+		if want != "" && got != want {
+			return &ChecksumError{Key: key, Algorithm: alg, Expected: want, Actual: got}
 		}
 		return nil
 	})
@@ -59,21 +61,62 @@ func (c *Client) getAll(ctx context.Context, key string, needSum bool) ([]byte, 
 	return data, info, nil
 }
 
-// readAndHash fills data from body and returns the hex sha256 of it. For
-// large objects a second goroutine hashes each chunk once it has arrived,
-// so hashing overlaps the transfer when a core is free.
-func readAndHash(body io.Reader, data []byte) (string, error) {
+// Checksum algorithms a read verifies with.
+const (
+	algSHA256 = "sha256"
+	algCRC32C = "crc32c"
+)
+
+// readCheck says how a read of an object described by info verifies its
+// content: the CRC-32C recorded with it unless sha256 reads were asked for
+// or none is recorded, else the sha256 want (which, for an artifact part,
+// is the manifest's; the caller has already compared it with the sha256
+// recorded on the object).
+func (c *Client) readCheck(info ObjectInfo, want string) (alg, sum string) {
+	if !c.sha256Reads && info.CRC32C != "" && info.SHA256 != "" && info.SHA256 == want {
+		return algCRC32C, info.CRC32C
+	}
+	return algSHA256, want
+}
+
+func newHash(alg string) hash.Hash {
+	if alg == algCRC32C {
+		return crc32.New(castagnoli)
+	}
+	return sha256.New()
+}
+
+// readAndHash fills data from body and returns the hex checksum (alg) of
+// it. For large objects a second goroutine hashes each chunk once it has
+// arrived, so hashing overlaps the transfer when a core is free.
+func readAndHash(body io.Reader, data []byte, alg string) (string, error) {
 	if len(data) < 2*readBufSize {
 		if n, err := io.ReadFull(body, data); err != nil {
 			return "", fmt.Errorf("read body at byte %d of %d: %w", n, len(data), err)
 		}
-		s := sha256.Sum256(data)
-		return hex.EncodeToString(s[:]), nil
+		h := newHash(alg)
+		h.Write(data)
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
+	if alg == algCRC32C {
+		// CRC-32C runs at memory speed: hashing in line costs less than
+		// handing chunks to another goroutine.
+		h := newHash(alg)
+		off := 0
+		for off < len(data) {
+			n, err := io.ReadFull(body, data[off:min(off+readBufSize, len(data))])
+			h.Write(data[off : off+n])
+			off += n
+			if err != nil {
+				return "", fmt.Errorf("read body at byte %d of %d: %w", off, len(data), err)
+			}
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
 	}
 	ends := make(chan int, 8) // how far data is filled; the hasher trails it
 	sum := make(chan string, 1)
 	go func() {
-		h := sha256.New()
+		h := newHash(alg)
 		prev := 0
 		for end := range ends {
 			h.Write(data[prev:end])
@@ -110,7 +153,7 @@ func (c *Client) GetReader(ctx context.Context, key string) (*Reader, error) {
 // openReader opens key; want and wantSize, when set, override the sha256
 // and size recorded on the object (an artifact's manifest).
 func (c *Client) openReader(ctx context.Context, key, want string, wantSize int64) (*Reader, error) {
-	r := &Reader{c: c, ctx: ctx, key: key, h: sha256.New()}
+	r := &Reader{c: c, ctx: ctx, key: key}
 	if err := c.do(ctx, "get", key, r.open); err != nil {
 		return nil, err
 	}
@@ -124,7 +167,8 @@ func (c *Client) openReader(ctx context.Context, key, want string, wantSize int6
 	if wantSize < 0 {
 		wantSize = r.info.Size
 	}
-	r.want, r.wantSize = want, wantSize
+	r.alg, r.want = c.readCheck(r.info, want)
+	r.h, r.wantSize = newHash(r.alg), wantSize
 	// A part replaced after its manifest was written is caught before any
 	// byte is read when it was written by this package.
 	if r.info.SHA256 != "" && r.info.SHA256 != want {
@@ -147,7 +191,8 @@ type Reader struct {
 	body io.ReadCloser
 	info ObjectInfo
 
-	want     string
+	alg      string // algSHA256 or algCRC32C
+	want     string // hex checksum (alg) the content must have
 	wantSize int64
 	h        hash.Hash
 	off      int64
@@ -326,7 +371,7 @@ func (r *Reader) verify() error {
 		return &SizeError{Key: r.key, Expected: r.wantSize, Actual: r.off}
 	}
 	if got := hex.EncodeToString(r.h.Sum(nil)); got != r.want {
-		return &ChecksumError{Key: r.key, Expected: r.want, Actual: got}
+		return &ChecksumError{Key: r.key, Algorithm: r.alg, Expected: r.want, Actual: got}
 	}
 	return io.EOF
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"strconv"
@@ -101,45 +102,75 @@ func TestPutReaderLeavesOffset(t *testing.T) {
 }
 
 // TestChecksumMismatch corrupts objects behind the package's back with
-// plain minio-go, keeping the recorded sha256, and checks every read path
-// catches it.
+// plain minio-go, keeping the recorded checksums, and checks every read
+// path catches it, with the CRC-32C (the default) and with sha256 reads.
 func TestChecksumMismatch(t *testing.T) {
 	c, _ := newTestClient(t, nil, nil)
+	sc := *c
+	sc.sha256Reads = true
 	raw := rawClient(t, nil)
 	ctx := context.Background()
+	crcOf := func(b []byte) string { return crc32cHex(crc32.Checksum(b, castagnoli)) }
 	for _, size := range []int{1000, 2*MinPartSize + 7} {
-		t.Run(itoa(size), func(t *testing.T) {
-			key := "corrupt/" + itoa(size)
-			good := testData(size, 1)
-			info, err := c.Put(ctx, key, good)
-			if err != nil {
-				t.Fatal(err)
-			}
-			bad := bytes.Clone(good)
-			bad[len(bad)/2] ^= 0x40
-			if _, err := raw.PutObject(ctx, c.Bucket(), key, bytes.NewReader(bad), int64(len(bad)),
-				minio.PutObjectOptions{UserMetadata: map[string]string{metaSHA256: info.SHA256}}); err != nil {
-				t.Fatal(err)
-			}
-			_, _, err = c.Get(ctx, key)
-			var ce *ChecksumError
-			if !errors.As(err, &ce) || !errors.Is(err, ErrChecksum) {
-				t.Fatalf("Get: got %v, want a ChecksumError", err)
-			}
-			if ce.Key != key || ce.Expected != sum(good) || ce.Actual != sum(bad) {
-				t.Fatalf("ChecksumError %+v; want key %s expected %s actual %s", ce, key, sum(good), sum(bad))
-			}
-			r, err := c.GetReader(ctx, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n, err := io.Copy(io.Discard, r)
-			r.Close()
-			if !errors.Is(err, ErrChecksum) || n != int64(size) {
-				t.Fatalf("GetReader: read %d, err %v; want all %d bytes then ErrChecksum", n, err, size)
-			}
-		})
+		key := "corrupt/" + itoa(size)
+		good := testData(size, 1)
+		info, err := c.Put(ctx, key, good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.CRC32C != crcOf(good) {
+			t.Fatalf("put recorded CRC-32C %q, want %q", info.CRC32C, crcOf(good))
+		}
+		bad := bytes.Clone(good)
+		bad[len(bad)/2] ^= 0x40
+		if _, err := raw.PutObject(ctx, c.Bucket(), key, bytes.NewReader(bad), int64(len(bad)),
+			minio.PutObjectOptions{UserMetadata: map[string]string{metaSHA256: info.SHA256, metaCRC32C: info.CRC32C}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name          string
+			c             *Client
+			alg, exp, got string
+		}{
+			{"crc32c", c, algCRC32C, crcOf(good), crcOf(bad)},
+			{"sha256", &sc, algSHA256, sum(good), sum(bad)},
+		} {
+			t.Run(itoa(size)+"/"+tc.name, func(t *testing.T) {
+				_, _, err = tc.c.Get(ctx, key)
+				var ce *ChecksumError
+				if !errors.As(err, &ce) || !errors.Is(err, ErrChecksum) {
+					t.Fatalf("Get: got %v, want a ChecksumError", err)
+				}
+				if ce.Key != key || ce.Algorithm != tc.alg || ce.Expected != tc.exp || ce.Actual != tc.got {
+					t.Fatalf("ChecksumError %+v; want key %s %s expected %s actual %s", ce, key, tc.alg, tc.exp, tc.got)
+				}
+				r, err := tc.c.GetReader(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, r)
+				r.Close()
+				if !errors.As(err, &ce) || ce.Algorithm != tc.alg || n != int64(size) {
+					t.Fatalf("GetReader: read %d, err %v; want all %d bytes then a %s ChecksumError", n, err, size, tc.alg)
+				}
+			})
+		}
 	}
+	t.Run("sha256 only recorded", func(t *testing.T) {
+		// Objects stamped before the CRC-32C was recorded are read with sha256.
+		good := testData(5000, 3)
+		bad := bytes.Clone(good)
+		bad[7] ^= 1
+		if _, err := raw.PutObject(ctx, c.Bucket(), "old", bytes.NewReader(bad), int64(len(bad)),
+			minio.PutObjectOptions{UserMetadata: map[string]string{metaSHA256: sum(good)}}); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := c.Get(ctx, "old")
+		var ce *ChecksumError
+		if !errors.As(err, &ce) || ce.Algorithm != algSHA256 || ce.Expected != sum(good) {
+			t.Fatalf("got %v, want a sha256 ChecksumError", err)
+		}
+	})
 	t.Run("no recorded sum", func(t *testing.T) {
 		if _, err := raw.PutObject(ctx, c.Bucket(), "foreign", bytes.NewReader([]byte("x")), 1, minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)
@@ -347,7 +378,7 @@ func TestServerChecksTransfer(t *testing.T) {
 	ctx := context.Background()
 	data := testData(1000, 5)
 	wrong := sum([]byte("something else"))
-	_, err := c.putSingle(ctx, "wrong-sum", func() io.Reader { return bytes.NewReader(data) }, int64(len(data)), wrong, putOptions{})
+	_, err := c.putSingle(ctx, "wrong-sum", func() io.Reader { return bytes.NewReader(data) }, int64(len(data)), sums{sha256: wrong, crc32c: "00000000"}, putOptions{})
 	if err == nil {
 		t.Fatal("single PUT with a wrong sha256 accepted")
 	}
@@ -356,7 +387,7 @@ func TestServerChecksTransfer(t *testing.T) {
 	}
 
 	part := testData(MinPartSize, 6)
-	_, err = c.multipart(ctx, "wrong-crc", putOptions{}, sum(part), func(ctx context.Context, jobs chan<- partJob) (int64, error) {
+	_, err = c.multipart(ctx, "wrong-crc", putOptions{}, sums{sha256: sum(part), crc32c: "00000000"}, func(ctx context.Context, jobs chan<- partJob) (int64, error) {
 		jobs <- partJob{num: 1, size: int64(len(part)), crc: crc32cBase64(12345),
 			body: func() io.Reader { return bytes.NewReader(part) }}
 		return int64(len(part)), nil

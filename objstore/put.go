@@ -107,7 +107,7 @@ func (c *Client) putReaderAt(ctx context.Context, key string, ra io.ReaderAt, si
 	// The whole-object sha256 must go out with the first request (user
 	// metadata is set when an upload starts), so hash before uploading;
 	// the per-part CRC32Cs come from the same pass.
-	var sum string
+	var sum sums
 	var crcs []string
 	var err error
 	if data != nil {
@@ -146,7 +146,7 @@ func (c *Client) putReaderAt(ctx context.Context, key string, ra io.ReaderAt, si
 // putSingle writes an object in one PUT. The sha256 is the signed payload
 // hash, so the server checks the bytes it received against it, and it is
 // kept as user metadata for readers.
-func (c *Client) putSingle(ctx context.Context, key string, body func() io.Reader, size int64, sum string, po putOptions) (ObjectInfo, error) {
+func (c *Client) putSingle(ctx context.Context, key string, body func() io.Reader, size int64, sum sums, po putOptions) (ObjectInfo, error) {
 	opts := minio.PutObjectOptions{
 		UserMetadata:         c.userMeta(po, sum),
 		ContentType:          po.contentType,
@@ -158,7 +158,7 @@ func (c *Client) putSingle(ctx context.Context, key string, body func() io.Reade
 	var ui minio.UploadInfo
 	err := c.do(ctx, "put", key, func(ctx context.Context) error {
 		var err error
-		ui, err = c.core.PutObject(ctx, c.bucket, key, body(), size, "", sum, opts)
+		ui, err = c.core.PutObject(ctx, c.bucket, key, body(), size, "", sum.sha256, opts)
 		return err
 	})
 	if err != nil {
@@ -167,20 +167,26 @@ func (c *Client) putSingle(ctx context.Context, key string, body func() io.Reade
 	return c.putInfo(key, size, sum, ui, po), nil
 }
 
-func (c *Client) userMeta(po putOptions, sum string) map[string]string {
-	m := make(map[string]string, len(po.metadata)+1)
+// sums are the checksums of one object's content, hex encoded; both empty
+// while a streamed write has not seen all of it.
+type sums struct{ sha256, crc32c string }
+
+func (c *Client) userMeta(po putOptions, sum sums) map[string]string {
+	m := make(map[string]string, len(po.metadata)+2)
 	maps.Copy(m, po.metadata)
-	if sum != "" {
-		m[metaSHA256] = sum
+	if sum.sha256 != "" {
+		m[metaSHA256] = sum.sha256
+		m[metaCRC32C] = sum.crc32c
 	}
 	return m
 }
 
-func (c *Client) putInfo(key string, size int64, sum string, ui minio.UploadInfo, po putOptions) ObjectInfo {
+func (c *Client) putInfo(key string, size int64, sum sums, ui minio.UploadInfo, po putOptions) ObjectInfo {
 	return ObjectInfo{
 		Key:          key,
 		Size:         size,
-		SHA256:       sum,
+		SHA256:       sum.sha256,
+		CRC32C:       sum.crc32c,
 		ETag:         ui.ETag,
 		ContentType:  po.contentType,
 		LastModified: ui.LastModified,
@@ -203,7 +209,7 @@ type partJob struct {
 // own. If sum is empty (a stream, hashed while it is read), produce's
 // returned sum is unknown up front and is stamped onto the object after
 // completion; see putStream.
-func (c *Client) multipart(ctx context.Context, key string, po putOptions, sum string,
+func (c *Client) multipart(ctx context.Context, key string, po putOptions, sum sums,
 	produce func(ctx context.Context, jobs chan<- partJob) (int64, error),
 ) (ObjectInfo, error) {
 	meta := c.userMeta(po, sum)
@@ -277,7 +283,7 @@ func (c *Client) multipart(ctx context.Context, key string, po putOptions, sum s
 		if err != nil && tries > 1 && minio.ToErrorResponse(err).Code == "NoSuchUpload" {
 			// An earlier try completed the upload but its reply was lost.
 			oi, serr := c.core.StatObject(ctx, c.bucket, key, minio.StatObjectOptions{})
-			if serr == nil && oi.Size == total && (sum == "" || toInfo(oi).SHA256 == sum) {
+			if serr == nil && oi.Size == total && (sum.sha256 == "" || toInfo(oi).SHA256 == sum.sha256) {
 				ui = minio.UploadInfo{ETag: oi.ETag, LastModified: oi.LastModified}
 				return nil
 			}
@@ -354,13 +360,13 @@ func (c *Client) putStream(ctx context.Context, key string, r io.Reader, size in
 		r = io.MultiReader(bytes.NewReader(one[:m]), r)
 	}
 
-	h := sha256.New()
+	h, crc := sha256.New(), crc32.New(castagnoli)
 	// Buffers in use are bounded: one being filled, one per worker.
 	pool := make(chan []byte, c.cfg.Concurrency+1)
 	for range c.cfg.Concurrency {
 		pool <- make([]byte, partSize)
 	}
-	info, err := c.multipart(ctx, key, po, "", func(ctx context.Context, jobs chan<- partJob) (int64, error) {
+	info, err := c.multipart(ctx, key, po, sums{}, func(ctx context.Context, jobs chan<- partJob) (int64, error) {
 		var total int64
 		for num := 1; ; num++ {
 			buf := first // part 1 was read above
@@ -390,6 +396,7 @@ func (c *Client) putStream(ctx context.Context, key string, r io.Reader, size in
 			}
 			part := buf[:n]
 			h.Write(part)
+			crc.Write(part)
 			total += int64(n)
 			job := partJob{
 				num:  num,
@@ -415,8 +422,9 @@ func (c *Client) putStream(ctx context.Context, key string, r io.Reader, size in
 	if err != nil {
 		return ObjectInfo{}, err
 	}
-	info.SHA256 = hex.EncodeToString(h.Sum(nil))
-	if err := c.stamp(ctx, key, info.SHA256, po); err != nil {
+	sum := sums{sha256: hex.EncodeToString(h.Sum(nil)), crc32c: crc32cHex(crc.Sum32())}
+	info.SHA256, info.CRC32C = sum.sha256, sum.crc32c
+	if err := c.stamp(ctx, key, sum, po); err != nil {
 		return ObjectInfo{}, err
 	}
 	return info, nil
@@ -427,9 +435,9 @@ func (c *Client) replay(po putOptions) []PutOption {
 	return []PutOption{func(o *putOptions) { *o = po }}
 }
 
-// stamp records sum in key's metadata with a copy onto itself, which MinIO
+// stamp records the checksums in key's metadata with a copy onto itself, which MinIO
 // does as a metadata-only update.
-func (c *Client) stamp(ctx context.Context, key, sum string, po putOptions) error {
+func (c *Client) stamp(ctx context.Context, key string, sum sums, po putOptions) error {
 	return c.do(ctx, "put (record sha256)", key, func(ctx context.Context) error {
 		_, err := c.core.Client.CopyObject(ctx,
 			minio.CopyDestOptions{
@@ -444,42 +452,54 @@ func (c *Client) stamp(ctx context.Context, key, sum string, po putOptions) erro
 	})
 }
 
-func hashBytes(data []byte, partSize int64) (sum string, crcs []string) {
+func hashBytes(data []byte, partSize int64) (sum sums, crcs []string) {
 	s := sha256.Sum256(data)
+	var whole uint32
 	if int64(len(data)) > partSize {
 		for off := int64(0); off < int64(len(data)); off += partSize {
 			end := min(off+partSize, int64(len(data)))
-			crcs = append(crcs, crc32cBase64(crc32.Checksum(data[off:end], castagnoli)))
+			part := data[off:end]
+			crcs = append(crcs, crc32cBase64(crc32.Checksum(part, castagnoli)))
+			whole = crc32.Update(whole, castagnoli, part)
 		}
+	} else {
+		whole = crc32.Checksum(data, castagnoli)
 	}
-	return hex.EncodeToString(s[:]), crcs
+	return sums{sha256: hex.EncodeToString(s[:]), crc32c: crc32cHex(whole)}, crcs
 }
 
-// hashReaderAt reads size bytes of ra once, computing the sha256 of all of
-// it and, when it spans several parts, the CRC32C of each part.
-func hashReaderAt(ctx context.Context, ra io.ReaderAt, size, partSize int64) (string, []string, error) {
-	h := sha256.New()
+// hashReaderAt reads size bytes of ra once, computing the sha256 and
+// CRC-32C of all of it and, when it spans several parts, the CRC32C of each
+// part.
+func hashReaderAt(ctx context.Context, ra io.ReaderAt, size, partSize int64) (sums, []string, error) {
+	h, whole := sha256.New(), crc32.New(castagnoli)
 	buf := make([]byte, min(1<<20, max(size, 1)))
 	var crcs []string
 	for off := int64(0); off < size; off += partSize {
 		end := min(off+partSize, size)
 		crc := crc32.New(castagnoli)
-		w := io.MultiWriter(h, crc)
+		w := io.MultiWriter(h, crc, whole)
 		n, err := io.CopyBuffer(w, io.NewSectionReader(ra, off, end-off), buf)
 		if err != nil {
-			return "", nil, err
+			return sums{}, nil, err
 		}
 		if n != end-off {
-			return "", nil, fmt.Errorf("reader ended after %d of %d bytes", off+n, size)
+			return sums{}, nil, fmt.Errorf("reader ended after %d of %d bytes", off+n, size)
 		}
 		if err := ctx.Err(); err != nil {
-			return "", nil, err
+			return sums{}, nil, err
 		}
 		if size > partSize {
 			crcs = append(crcs, crc32cBase64(crc.Sum32()))
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), crcs, nil
+	return sums{sha256: hex.EncodeToString(h.Sum(nil)), crc32c: crc32cHex(whole.Sum32())}, crcs, nil
+}
+
+func crc32cHex(v uint32) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return hex.EncodeToString(b[:])
 }
 
 func crc32cBase64(v uint32) string {

@@ -46,7 +46,7 @@ func run() error {
 	flag.IntVar(&p.concurrency, "concurrency", 8, "small-object requests in flight, for both clients")
 	flag.IntVar(&p.rounds, "rounds", 5, "measured rounds (after one warm-up); medians are reported")
 	dataDir := flag.String("data-dir", "", "MinIO data directory (default: a temporary one)")
-	only := flag.String("only", "", "comma-separated metrics to run (put_large,get_large,put_small,get_small); default all")
+	only := flag.String("only", "", "comma-separated metrics to run (put_large,get_large,get_large_sha256,put_small,get_small); default all")
 	flag.Parse()
 	p.largeSize, p.smallSize = int64(large), int64(small)
 	if p.largeSize <= 0 || p.smallSize <= 0 || p.smallCount < 1 || p.concurrency < 1 || p.rounds < 1 {
@@ -67,7 +67,13 @@ func run() error {
 	cfg := objstore.DefaultConfig()
 	cfg.Endpoint, cfg.Bucket = srv.Endpoint, "bench"
 	cfg.AccessKey, cfg.SecretKey = srv.AccessKey, srv.SecretKey
-	ours, err := objstore.New(ctx, cfg, objstore.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ours, err := objstore.New(ctx, cfg, objstore.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	// The same package with a sha256 of every byte read, reported beside.
+	oursSHA, err := objstore.New(ctx, cfg, objstore.WithLogger(logger), objstore.WithSHA256Reads())
 	if err != nil {
 		return err
 	}
@@ -91,7 +97,7 @@ func run() error {
 	}
 
 	sides := []side{
-		{name: "ours", b: oursBench{c: ours}},
+		{name: "ours", b: oursBench{c: ours, sha: oursSHA}},
 		{name: "raw", b: rawBench{c: raw, bucket: cfg.Bucket}},
 	}
 	// Small-object runs are cut into slices that alternate between the
@@ -103,6 +109,9 @@ func run() error {
 	metrics := []metric{
 		{"put_large", p.largeSize, 1, func(b bencher, _ int) error { return b.put(ctx, b.prefix()+"large", largeData) }},
 		{"get_large", p.largeSize, 1, func(b bencher, _ int) error { return b.getStream(ctx, b.prefix()+"large", p.largeSize) }},
+		{"get_large_sha256", p.largeSize, 1, func(b bencher, _ int) error {
+			return b.getStreamSHA256(ctx, b.prefix()+"large", p.largeSize)
+		}},
 		{"put_small", p.smallSize * int64(p.smallCount), smallSlices, func(b bencher, slice int) error {
 			lo, hi := smallRange(slice)
 			return parallel(lo, hi, p.concurrency, func(i int) error {
@@ -211,10 +220,13 @@ type bencher interface {
 	prefix() string
 	put(ctx context.Context, key string, data []byte) error
 	getStream(ctx context.Context, key string, size int64) error
+	// getStreamSHA256 is getStream with a sha256 of every byte read; the
+	// raw client has no checksum to verify and does what getStream does.
+	getStreamSHA256(ctx context.Context, key string, size int64) error
 	getBytes(ctx context.Context, key string, size int64) error
 }
 
-type oursBench struct{ c *objstore.Client }
+type oursBench struct{ c, sha *objstore.Client }
 
 func (oursBench) prefix() string { return "ours/" }
 
@@ -230,6 +242,10 @@ func (b oursBench) getStream(ctx context.Context, key string, size int64) error 
 	}
 	defer r.Close()
 	return drain(r, size)
+}
+
+func (b oursBench) getStreamSHA256(ctx context.Context, key string, size int64) error {
+	return oursBench{c: b.sha}.getStream(ctx, key, size)
 }
 
 func (b oursBench) getBytes(ctx context.Context, key string, size int64) error {
@@ -250,6 +266,10 @@ func (rawBench) prefix() string { return "raw/" }
 func (b rawBench) put(ctx context.Context, key string, data []byte) error {
 	_, err := b.c.PutObject(ctx, b.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
 	return err
+}
+
+func (b rawBench) getStreamSHA256(ctx context.Context, key string, size int64) error {
+	return b.getStream(ctx, key, size)
 }
 
 func (b rawBench) getStream(ctx context.Context, key string, size int64) error {
