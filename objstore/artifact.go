@@ -416,6 +416,33 @@ func (a *Artifact) Get(ctx context.Context, name string) ([]byte, error) {
 	return data, nil
 }
 
+// GetSelfChecked reads one part into memory for a caller whose format
+// checksums its own content (dataset shards carry a CRC-32C per record that
+// together cover every byte): the part must be the one the manifest
+// committed to (recorded sha256 and size, checked before reading), and its
+// bytes are not hashed here, so they are not hashed twice. The caller must
+// verify the content before using it.
+func (a *Artifact) GetSelfChecked(ctx context.Context, name string) ([]byte, error) {
+	p, err := a.part(name)
+	if err != nil {
+		return nil, err
+	}
+	key := a.prefix + name
+	data, _, err := a.c.getAllCheck(ctx, key, true, func(info ObjectInfo) (string, string, error) {
+		switch {
+		case info.SHA256 != p.SHA256:
+			return "", "", &ChecksumError{Key: key, Expected: p.SHA256, Actual: info.SHA256}
+		case info.Size != p.Size:
+			return "", "", &SizeError{Key: key, Expected: p.Size, Actual: info.Size}
+		}
+		return algNone, "", nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
 // Verify reads every part and checks its sha256 against the manifest,
 // reporting every bad part. Unlike Open and Get it always hashes sha256.
 func (a *Artifact) Verify(ctx context.Context) error {

@@ -117,12 +117,27 @@ func TestArtifactTamper(t *testing.T) {
 	c, _ := newTestClient(t, nil, nil)
 	ctx := context.Background()
 	w, _ := c.NewArtifact("checkpoints/job/000100")
-	for _, n := range []string{"weights", "optimizer", "cursor"} {
-		if _, err := w.Put(ctx, n, testData(4096, byte(len(n))), nil); err != nil {
+	parts := map[string]Part{}
+	for _, n := range []string{"weights", "optimizer", "cursor", "config"} {
+		p, err := w.Put(ctx, n, testData(4096, byte(len(n))), nil)
+		if err != nil {
 			t.Fatal(err)
 		}
+		parts[n] = p
 	}
 	if _, err := w.Commit(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Bit rot: the bytes change behind the package's back, the recorded
+	// checksums stay.
+	info, err := c.Stat(ctx, "checkpoints/job/000100/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotten := testData(4096, byte(len("config")))
+	rotten[100] ^= 4
+	if _, err := rawClient(t, nil).PutObject(ctx, c.Bucket(), "checkpoints/job/000100/config", bytes.NewReader(rotten), int64(len(rotten)),
+		minio.PutObjectOptions{UserMetadata: map[string]string{metaSHA256: info.SHA256, metaCRC32C: info.CRC32C}}); err != nil {
 		t.Fatal(err)
 	}
 	// A valid object of this package, but not the one committed.
@@ -139,13 +154,24 @@ func TestArtifactTamper(t *testing.T) {
 	tests := []struct {
 		part string
 		want error
+		// selfChecked is what GetSelfChecked returns: it checks identity
+		// and size, and leaves the content to the caller.
+		selfChecked error
 	}{
-		{"weights", ErrChecksum},
-		{"cursor", ErrNotFound},
-		{"optimizer", nil},
+		{"weights", ErrChecksum, ErrChecksum},
+		{"cursor", ErrNotFound, ErrNotFound},
+		{"optimizer", nil, nil},
+		{"config", ErrChecksum, nil},
 	}
 	for _, tt := range tests {
-		_, err := a.Get(ctx, tt.part)
+		data, err := a.GetSelfChecked(ctx, tt.part)
+		if !errors.Is(err, tt.selfChecked) || (tt.selfChecked == nil) != (err == nil) {
+			t.Errorf("GetSelfChecked %s: got %v, want %v", tt.part, err, tt.selfChecked)
+		}
+		if err == nil && int64(len(data)) != parts[tt.part].Size {
+			t.Errorf("GetSelfChecked %s: %d bytes, want %d", tt.part, len(data), parts[tt.part].Size)
+		}
+		_, err = a.Get(ctx, tt.part)
 		if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
 			t.Errorf("Get %s: got %v, want %v", tt.part, err, tt.want)
 		}

@@ -1,10 +1,8 @@
 package loader
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 
 	"babelfish.dev/babelfish/dataset/shard"
@@ -64,12 +62,9 @@ func (d *decoded) locate(k int) (*shard.Record, int) {
 }
 
 // decode parses a verified shard held in data. The records' audio slices
-// point into data rather than being copied: a shard is read once from the
-// network and never copied again for its audio. shard.Reader validates each
-// record (CRC-32C) in its own buffer; the audio payloads of a record are, by
-// the record layout, its last bytes before the 4-byte CRC.
+// point into data rather than being copied (shard.Parse): a shard is read
+// once from the network and never copied again for its audio.
 func decode(name string, data []byte, info shard.ShardInfo, wantLengths bool) (*decoded, error) {
-	rd := shard.NewReader(name, bytes.NewReader(data))
 	d := &decoded{first: []int{0}}
 	if info.Records > 0 {
 		d.records = make([]*shard.Record, 0, info.Records)
@@ -79,30 +74,16 @@ func decode(name string, data []byte, info shard.ShardInfo, wantLengths bool) (*
 		d.lengths = make([]int32, 0, info.Utterances)
 	}
 	n := 0
-	for {
-		start := rd.Offset()
-		rec, err := rd.Next()
-		if err == io.EOF {
-			break
-		}
+	var off int64
+	for off < int64(len(data)) {
+		rec, next, err := shard.Parse(name, data, off)
 		if err != nil {
 			return nil, err
 		}
-		end := rd.Offset()
-		total := 0
-		for _, u := range rec.Utterances {
-			total += len(u.Audio)
-		}
-		p := end - 4 - int64(total)
-		if p < start+8 || end > int64(len(data)) {
-			return nil, &shard.CorruptError{Shard: name, Offset: start, Reason: "record layout does not match its sizes"}
-		}
-		for i := range rec.Utterances {
-			sz := int64(len(rec.Utterances[i].Audio))
-			rec.Utterances[i].Audio = data[p : p+sz : p+sz]
-			p += sz
-			if wantLengths {
-				d.lengths = append(d.lengths, int32(rec.Utterances[i].Samples))
+		off = next
+		if wantLengths {
+			for _, u := range rec.Utterances {
+				d.lengths = append(d.lengths, int32(u.Samples))
 			}
 		}
 		n += len(rec.Utterances)
@@ -110,7 +91,7 @@ func decode(name string, data []byte, info shard.ShardInfo, wantLengths bool) (*
 		d.first = append(d.first, n)
 	}
 	if len(d.records) != info.Records || n != info.Utterances {
-		return nil, &shard.CorruptError{Shard: name, Offset: rd.Offset(),
+		return nil, &shard.CorruptError{Shard: name, Offset: off,
 			Reason: fmt.Sprintf("shard holds %d records and %d utterances, its manifest entry says %d and %d", len(d.records), n, info.Records, info.Utterances)}
 	}
 	return d, nil

@@ -19,6 +19,14 @@ type Source interface {
 	Get(ctx context.Context, part string) ([]byte, error)
 }
 
+// selfCheckedSource is a Source that can skip hashing a part whose content
+// the loader checks itself: every shard byte is under a record's CRC-32C,
+// so hashing the object as well would check each byte twice.
+// *objstore.Artifact implements it.
+type selfCheckedSource interface {
+	GetSelfChecked(ctx context.Context, part string) ([]byte, error)
+}
+
 // CorruptPolicy says what a stream does with a corrupt shard.
 type CorruptPolicy int
 

@@ -642,7 +642,13 @@ func (s *Stream) fetch(sid int) {
 	defer s.wg.Done()
 	info := s.shards[sid]
 	name := s.name + "/" + info.Key
-	data, err := s.src.Get(s.ctx, info.Key)
+	var data []byte
+	var err error
+	if sc, ok := s.src.(selfCheckedSource); ok {
+		data, err = sc.GetSelfChecked(s.ctx, info.Key)
+	} else {
+		data, err = s.src.Get(s.ctx, info.Key)
+	}
 	var d *decoded
 	if err == nil {
 		d, err = decode(name, data, info, s.opts.BucketWindow > 0)

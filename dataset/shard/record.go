@@ -125,35 +125,98 @@ func (rd *Reader) Next() (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	if string(pre[:4]) != magic {
-		return nil, rd.corrupt(at, "bad magic %q", pre[:4])
-	}
-	hlen := int(binary.LittleEndian.Uint32(pre[4:]))
-	if hlen > MaxHeader {
-		return nil, rd.corrupt(at, "header length %d exceeds the %d-byte limit", hlen, MaxHeader)
+	hlen, err := headerLen(pre[:])
+	if err != nil {
+		return nil, rd.corrupt(at, "%v", err)
 	}
 	rd.buf = append(rd.buf[:0], pre[:]...)
 	if err := rd.readN(hlen); err != nil {
 		return nil, rd.corrupt(at, "truncated header: %v", err)
 	}
-	var rec Record
-	if err := json.Unmarshal(rd.buf[8:], &rec); err != nil {
-		return nil, rd.corrupt(at, "header: %v", err)
-	}
-	total := 0
-	for _, u := range rec.Utterances {
-		if u.Size < 0 || u.Size > MaxPayload || total+u.Size > MaxPayload {
-			return nil, rd.corrupt(at, "audio sizes exceed the %d-byte limit per record", MaxPayload)
-		}
-		total += u.Size
+	rec, total, err := parseHeader(rd.buf[8:])
+	if err != nil {
+		return nil, rd.corrupt(at, "%v", err)
 	}
 	if err := rd.readN(total + 4); err != nil {
 		return nil, rd.corrupt(at, "truncated payload: %v", err)
 	}
-	body := rd.buf[:len(rd.buf)-4]
-	want := binary.LittleEndian.Uint32(rd.buf[len(rd.buf)-4:])
+	if err := finish(rec, rd.buf, hlen); err != nil {
+		return nil, rd.corrupt(at, "%v", err)
+	}
+	rd.off += int64(len(rd.buf))
+	return rec, nil
+}
+
+// Parse decodes the record at data[off:] without copying: its audio slices
+// point into data. It returns the offset of the next record. name and off
+// go into a *CorruptError when the bytes are bad.
+func Parse(name string, data []byte, off int64) (*Record, int64, error) {
+	bad := func(format string, args ...any) error {
+		return &CorruptError{Shard: name, Offset: off, Reason: fmt.Sprintf(format, args...)}
+	}
+	if off < 0 || off > int64(len(data)) {
+		return nil, off, bad("offset outside the shard's %d bytes", len(data))
+	}
+	b := data[off:]
+	if len(b) < 8 {
+		return nil, off, bad("truncated: %d bytes where a record header starts", len(b))
+	}
+	hlen, err := headerLen(b)
+	if err != nil {
+		return nil, off, bad("%v", err)
+	}
+	if len(b) < 8+hlen {
+		return nil, off, bad("truncated header: %d of %d bytes", len(b)-8, hlen)
+	}
+	rec, total, err := parseHeader(b[8 : 8+hlen])
+	if err != nil {
+		return nil, off, bad("%v", err)
+	}
+	end := 8 + hlen + total + 4
+	if len(b) < end {
+		return nil, off, bad("truncated payload: %d of %d bytes", len(b)-8-hlen, total+4)
+	}
+	if err := finish(rec, b[:end:end], hlen); err != nil {
+		return nil, off, bad("%v", err)
+	}
+	return rec, off + int64(end), nil
+}
+
+// headerLen checks a record's first 8 bytes and returns its header length.
+func headerLen(pre []byte) (int, error) {
+	if string(pre[:4]) != magic {
+		return 0, fmt.Errorf("bad magic %q", pre[:4])
+	}
+	hlen := int(binary.LittleEndian.Uint32(pre[4:8]))
+	if hlen > MaxHeader {
+		return 0, fmt.Errorf("header length %d exceeds the %d-byte limit", hlen, MaxHeader)
+	}
+	return hlen, nil
+}
+
+// parseHeader decodes a JSON header and returns the audio bytes it declares.
+func parseHeader(hdr []byte) (*Record, int, error) {
+	var rec Record
+	if err := json.Unmarshal(hdr, &rec); err != nil {
+		return nil, 0, fmt.Errorf("header: %v", err)
+	}
+	total := 0
+	for _, u := range rec.Utterances {
+		if u.Size < 0 || u.Size > MaxPayload || total+u.Size > MaxPayload {
+			return nil, 0, fmt.Errorf("audio sizes exceed the %d-byte limit per record", MaxPayload)
+		}
+		total += u.Size
+	}
+	return &rec, total, nil
+}
+
+// finish checks the CRC-32C of a whole record b and points the utterances'
+// audio into it.
+func finish(rec *Record, b []byte, hlen int) error {
+	body := b[:len(b)-4]
+	want := binary.LittleEndian.Uint32(b[len(b)-4:])
 	if got := crc32.Checksum(body, castagnoli); got != want {
-		return nil, rd.corrupt(at, "CRC-32C %08x, want %08x", got, want)
+		return fmt.Errorf("CRC-32C %08x, want %08x", got, want)
 	}
 	p := 8 + hlen
 	for i := range rec.Utterances {
@@ -161,8 +224,7 @@ func (rd *Reader) Next() (*Record, error) {
 		rec.Utterances[i].Audio = body[p : p+sz : p+sz]
 		p += sz
 	}
-	rd.off += int64(len(rd.buf))
-	return &rec, nil
+	return nil
 }
 
 // readN appends n more bytes to buf. It grows the buffer as data arrives,

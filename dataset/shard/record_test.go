@@ -170,3 +170,48 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParse checks the zero-copy Parse agrees with the streaming Reader on
+// any bytes: the same records, the same offsets, corrupt where it is.
+func FuzzParse(f *testing.F) {
+	var b []byte
+	for _, r := range sampleRecords() {
+		b, _ = AppendRecord(b, r)
+	}
+	f.Add(b)
+	f.Add(b[:len(b)-3])
+	f.Add([]byte("BFR1\xff\xff\xff\x7f"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rd := NewReader("fuzz", bytes.NewReader(data))
+		var off int64
+		for i := 0; i < 1000; i++ {
+			r, rerr := rd.Next()
+			p, next, perr := Parse("fuzz", data, off)
+			if rerr == io.EOF {
+				if off != int64(len(data)) {
+					t.Fatalf("reader at EOF at %d of %d", off, len(data))
+				}
+				return
+			}
+			if (rerr == nil) != (perr == nil) {
+				t.Fatalf("at %d: reader %v, parse %v", off, rerr, perr)
+			}
+			if perr != nil {
+				var ce *CorruptError
+				if !errors.As(perr, &ce) || ce.Offset != off {
+					t.Fatalf("parse error %v: want a CorruptError at %d", perr, off)
+				}
+				return
+			}
+			if next != rd.Offset() || p.Key != r.Key || len(p.Utterances) != len(r.Utterances) {
+				t.Fatalf("at %d: parse gave %+v next %d, reader %+v next %d", off, p, next, r, rd.Offset())
+			}
+			for j := range r.Utterances {
+				if !bytes.Equal(r.Utterances[j].Audio, p.Utterances[j].Audio) {
+					t.Fatalf("utterance %d audio differs", j)
+				}
+			}
+			off = next
+		}
+	})
+}
