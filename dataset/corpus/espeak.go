@@ -15,6 +15,10 @@ import (
 type Voice struct {
 	Code string // espeak-ng language code, e.g. "en-us", "cmn", "fr-fr"
 	Name string // e.g. "English_(America)"
+	// File is the voice file, e.g. "gmw/en-US", "iro/chr": what -v
+	// resolves for every voice (some language codes, such as
+	// "chr-US-Qaaa-x-west", are not accepted by -v).
+	File string
 }
 
 // Speaker is how one utterance is spoken: an espeak-ng variant (the timbre,
@@ -52,10 +56,10 @@ func parseVoices(out []byte) []Voice {
 			first = false
 			continue
 		}
-		if len(f) < 4 {
+		if len(f) < 5 {
 			continue
 		}
-		vs = append(vs, Voice{Code: f[1], Name: f[3]})
+		vs = append(vs, Voice{Code: f[1], Name: f[3], File: f[4]})
 	}
 	return vs
 }
@@ -83,7 +87,7 @@ func voiceLocale(voice string) (code, locale string) {
 // locale that names its concepts.
 type Language struct {
 	Code   string `json:"code"`   // corpus code: "fr", "zh", "en-gb", "pt-br"
-	Voice  string `json:"voice"`  // espeak-ng voice, e.g. "fr-fr", "cmn"
+	Voice  string `json:"voice"`  // espeak-ng voice for -v: its file, e.g. "roa/fr", "sit/cmn"
 	Locale string `json:"locale"` // CLDR locale, e.g. "fr", "en_GB"
 }
 
@@ -110,7 +114,11 @@ func MatchLanguages(voices []Voice, cldr *CLDR) []Language {
 		if !cldr.Has(loc) {
 			continue
 		}
-		out = append(out, Language{Code: code, Voice: v.Code, Locale: loc})
+		voice := v.File
+		if voice == "" {
+			voice = v.Code
+		}
+		out = append(out, Language{Code: code, Voice: voice, Locale: loc})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Code < out[j].Code })
 	return out
