@@ -9,7 +9,7 @@
 #     src/       scratch modules used to build kube-apiserver and etcd
 #
 # Go tools are built from the Go module proxy at pinned versions; Debian
-# packages (espeak-ng, CLDR data, protoc, sox) come from apt when missing.
+# packages (espeak-ng, CLDR data, protoc, sox, chromium) come from apt when missing.
 # A warm run only checks stamps and dpkg, and takes a second or two.
 #
 # Usage: scripts/bootstrap.sh [--print-dir]
@@ -27,7 +27,7 @@ PROTOC_GEN_GO_VERSION=v1.36.10
 PROTOC_GEN_GO_GRPC_VERSION=v1.5.1
 STATICCHECK_VERSION=v0.7.0
 CONTROLLER_GEN_VERSION=v0.22.0
-APT_PACKAGES=(espeak-ng unicode-cldr-core protobuf-compiler sox)
+APT_PACKAGES=(espeak-ng unicode-cldr-core protobuf-compiler sox chromium)
 
 mkdir -p "$TOOLS/bin" "$TOOLS/stamps" "$TOOLS/src"
 start=$(date +%s)
