@@ -27,6 +27,16 @@ const ManifestFormat = 1
 // JSON) on the part's object.
 const metaPartMeta = "Babelfish-Part-Meta"
 
+// Object metadata is small (S3 allows 2 KiB of user metadata in all), so a
+// part meta longer than maxInlinePartMeta (base64) is kept in a sidecar
+// object under partMetaDir instead, written before the part, and the part's
+// object carries metaPartMetaRef.
+const (
+	maxInlinePartMeta = 1024
+	partMetaDir       = ".partmeta/"
+	metaPartMetaRef   = "Babelfish-Part-Meta-Sidecar"
+)
+
 // Manifest lists an artifact's parts. Meta is the owner's own description
 // (a dataset's languages and audio format, a checkpoint's step and metrics).
 type Manifest struct {
@@ -98,6 +108,8 @@ func checkPartName(name string) error {
 		return fmt.Errorf("part name %q is not a clean relative path", name)
 	case name == ManifestName:
 		return fmt.Errorf("part name %q is reserved for the manifest", name)
+	case strings.HasPrefix(name, partMetaDir):
+		return fmt.Errorf("part name %q: %s is reserved for part metadata", name, partMetaDir)
 	}
 	return nil
 }
@@ -158,7 +170,15 @@ func (w *ArtifactWriter) PutReader(ctx context.Context, name string, r io.Reader
 	var opts []PutOption
 	if raw != nil {
 		// Kept with the object too, so Adopt can rebuild the entry.
-		opts = append(opts, WithMetadata(map[string]string{metaPartMeta: base64.StdEncoding.EncodeToString(raw)}))
+		enc := base64.StdEncoding.EncodeToString(raw)
+		if len(enc) <= maxInlinePartMeta {
+			opts = append(opts, WithMetadata(map[string]string{metaPartMeta: enc}))
+		} else {
+			if _, err := w.c.Put(ctx, w.prefix+partMetaDir+name, raw, WithContentType("application/json")); err != nil {
+				return Part{}, err
+			}
+			opts = append(opts, WithMetadata(map[string]string{metaPartMetaRef: "1"}))
+		}
 	}
 	info, err := w.c.PutReader(ctx, w.prefix+name, r, size, opts...)
 	if err != nil {
@@ -200,6 +220,15 @@ func (w *ArtifactWriter) Adopt(ctx context.Context, name string) (Part, bool, er
 	if enc := info.Metadata[metaPartMeta]; enc != "" {
 		raw, err := base64.StdEncoding.DecodeString(enc)
 		if err != nil || !json.Valid(raw) {
+			return Part{}, false, fmt.Errorf("objstore: artifact %s part %s: stored part meta is corrupt", w.prefix, name)
+		}
+		p.Meta = raw
+	} else if info.Metadata[metaPartMetaRef] != "" {
+		raw, _, err := w.c.Get(ctx, w.prefix+partMetaDir+name)
+		if err != nil {
+			return Part{}, false, fmt.Errorf("objstore: artifact %s part %s: part meta: %w", w.prefix, name, err)
+		}
+		if !json.Valid(raw) {
 			return Part{}, false, fmt.Errorf("objstore: artifact %s part %s: stored part meta is corrupt", w.prefix, name)
 		}
 		p.Meta = raw

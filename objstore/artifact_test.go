@@ -320,6 +320,16 @@ func TestArtifactAdopt(t *testing.T) {
 	if _, err := first.Put(ctx, "shards/00000", []byte("shard zero"), map[string]int{"records": 7}); err != nil {
 		t.Fatal(err)
 	}
+	// A meta too large for object metadata (S3 keeps 2 KiB) goes to a
+	// sidecar, and comes back the same.
+	big := map[string]int{}
+	for i := range 300 {
+		big[fmt.Sprintf("language-%03d", i)] = i
+	}
+	bigJSON, _ := json.Marshal(big)
+	if _, err := first.Put(ctx, "shards/00003", []byte("shard three"), big); err != nil {
+		t.Fatalf("put with a %d-byte meta: %v", len(bigJSON), err)
+	}
 	// An object with no recorded sha256, as an unfinished streamed write leaves.
 	if _, err := raw.PutObject(ctx, c.Bucket(), "datasets/resume/v1/shards/00001", bytes.NewReader([]byte("?")), 1, minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
@@ -332,21 +342,25 @@ func TestArtifactAdopt(t *testing.T) {
 		{"shards/00000", true},
 		{"shards/00001", false},
 		{"shards/00002", false},
+		{"shards/00003", true},
 	}
 	for _, tt := range tests {
 		p, ok, err := second.Adopt(ctx, tt.name)
 		if err != nil || ok != tt.adopted {
 			t.Fatalf("Adopt %s: ok %v, err %v; want ok %v", tt.name, ok, err, tt.adopted)
 		}
-		if ok && (p.Size != 10 || p.SHA256 != sum([]byte("shard zero")) || string(p.Meta) != `{"records":7}`) {
+		if ok && tt.name == "shards/00000" && (p.Size != 10 || p.SHA256 != sum([]byte("shard zero")) || string(p.Meta) != `{"records":7}`) {
 			t.Fatalf("adopted %+v", p)
+		}
+		if ok && tt.name == "shards/00003" && string(p.Meta) != string(bigJSON) {
+			t.Fatalf("adopted sidecar meta %q, want %q", p.Meta, bigJSON)
 		}
 	}
 	if _, err := second.Put(ctx, "shards/00001", []byte("shard one"), nil); err != nil {
 		t.Fatal(err)
 	}
 	m, err := second.Commit(ctx, nil)
-	if err != nil || len(m.Parts) != 2 || string(m.Parts[0].Meta) != `{"records":7}` {
+	if err != nil || len(m.Parts) != 3 || string(m.Parts[0].Meta) != `{"records":7}` {
 		t.Fatalf("commit after adopt: %+v, %v", m.Parts, err)
 	}
 	a, err := c.OpenArtifact(ctx, "datasets/resume/v1")
