@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,10 @@ type config struct {
 	tpNodes   int
 	tpPods    int
 	curves    bool
+
+	replaySeeds     []int64
+	replayTune      float64
+	replayTimeScale float64
 }
 
 func main() {
@@ -44,12 +49,24 @@ func main() {
 	flag.IntVar(&c.tpNodes, "throughput-nodes", 1000, "nodes in the throughput run (0 skips it)")
 	flag.IntVar(&c.tpPods, "throughput-pods", 10000, "pods in the throughput run")
 	flag.BoolVar(&c.curves, "curves", false, "also print the mean curves, levels 80..130")
+	var replaySeeds string
+	flag.StringVar(&replaySeeds, "replay-seeds", "42-51", "seeds of the replays with durations (queueing delay, JCT); \"none\" skips them")
+	flag.Float64Var(&c.replayTune, "replay-tune", 1.3, "tune ratio of the replays with durations")
+	flag.Float64Var(&c.replayTimeScale, "replay-time-scale", 30000, "replays with durations: arrival times are divided by this (durations are not)")
 	flag.Parse()
 	var err error
 	c.workloads = splitList(workloads)
 	c.policies = splitList(policies)
 	if c.seeds, err = parseSeeds(seeds); err != nil {
 		fail(err)
+	}
+	if replaySeeds != "none" {
+		if c.replaySeeds, err = parseSeeds(replaySeeds); err != nil {
+			fail(fmt.Errorf("-replay-seeds: %w", err))
+		}
+	}
+	if !(c.replayTimeScale > 0) || math.IsInf(c.replayTimeScale, 0) {
+		fail(fmt.Errorf("-replay-time-scale %g: must be a finite number > 0", c.replayTimeScale))
 	}
 	if c.parallel < 1 {
 		fail(fmt.Errorf("-parallel %d: must be >= 1", c.parallel))
@@ -124,7 +141,7 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	start := time.Now()
-	results, err := replayAll(ctx, c, nodes, tasks)
+	results, err := replayAll(ctx, c, c.seeds, nodes, tasks, func(cfg *sim.Config) { cfg.Tune = c.tune })
 	if err != nil {
 		return err
 	}
@@ -171,10 +188,80 @@ func run(ctx context.Context, c config) error {
 			fmt.Printf("bench scheduler workload=%s policy=babelfish min_margin_from_90=%.3f at_level=%d (babelfish - %s, mean of %d seeds)\n", w, margin, at, ref, len(c.seeds))
 		}
 	}
+	if len(c.replaySeeds) > 0 {
+		if err := replayDurations(ctx, c, nodes, tasks); err != nil {
+			return err
+		}
+	}
 	if c.tpNodes > 0 {
 		return throughput(c, nodes, tasks)
 	}
 	return nil
+}
+
+// replayDurations replays the workloads whose pod lists carry times with
+// their durations (sim.Config.Durations) for every policy and seed, and
+// reports queueing delay and JCT beside fgd's from the same run. Figures
+// are means over seeds of each replay's statistic.
+func replayDurations(ctx context.Context, c config, nodes []core.NodeInfo, tasks map[string][]sim.Task) error {
+	timed := map[string][]sim.Task{}
+	var names []string
+	for _, w := range c.workloads {
+		if slices.ContainsFunc(tasks[w], func(t sim.Task) bool { return !t.Timed }) {
+			fmt.Printf("bench scheduler-replay workload=%s skipped=no_times (the pod list has no creation_time and deletion_time)\n", w)
+			continue
+		}
+		timed[w] = tasks[w]
+		names = append(names, w)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	rc := c
+	rc.workloads = names
+	start := time.Now()
+	results, err := replayAll(ctx, rc, c.replaySeeds, nodes, timed, func(cfg *sim.Config) {
+		cfg.Tune, cfg.Durations, cfg.TimeScale = c.replayTune, true, c.replayTimeScale
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench scheduler-replay replays=%d workloads=%s seeds=%d-%d tune=%g time_scale=%g parallel=%d wall_s=%.1f\n",
+		len(names)*len(c.policies)*len(c.replaySeeds), strings.Join(names, ","), c.replaySeeds[0], c.replaySeeds[len(c.replaySeeds)-1],
+		c.replayTune, c.replayTimeScale, c.parallel, time.Since(start).Seconds())
+	for _, w := range names {
+		ref := map[string]float64{}
+		if hasPolicy(c.policies, "fgd") {
+			ref = meanReplay(results, w, "fgd", c.replaySeeds)
+		}
+		for _, p := range c.policies {
+			m := meanReplay(results, w, p, c.replaySeeds)
+			line := fmt.Sprintf("bench scheduler-replay workload=%s policy=%s queue_delay_mean=%.2f queue_delay_p50=%.2f queue_delay_p95=%.2f queue_delay_p99=%.2f queue_delay_max=%.1f queue_delay_gpu_weighted=%.2f jct_mean=%.1f jct_p50=%.1f jct_p99=%.1f waited=%.0f never_ran=%.1f util_peak=%.2f makespan_s=%.0f",
+				w, p, m["delay_mean"], m["delay_p50"], m["delay_p95"], m["delay_p99"], m["delay_max"], m["delay_gpu"], m["jct_mean"], m["jct_p50"], m["jct_p99"], m["waited"], m["never_ran"], m["util_peak"], m["makespan"])
+			if len(ref) > 0 {
+				line += fmt.Sprintf(" ratio_jct_vs_fgd=%.6f ratio_queue_delay_vs_fgd=%.4f", m["jct_mean"]/ref["jct_mean"], m["delay_mean"]/ref["delay_mean"])
+			}
+			fmt.Println(line)
+		}
+	}
+	return nil
+}
+
+// meanReplay averages a policy's replay figures over the seeds.
+func meanReplay(results map[job]*sim.Result, w, p string, seeds []int64) map[string]float64 {
+	m := map[string]float64{}
+	for _, s := range seeds {
+		r := results[job{w, p, s}].Replay
+		for k, v := range map[string]float64{
+			"delay_mean": r.QueueDelay.Mean, "delay_p50": r.QueueDelay.P50, "delay_p95": r.QueueDelay.P95,
+			"delay_p99": r.QueueDelay.P99, "delay_max": r.QueueDelay.Max, "delay_gpu": r.QueueDelayGPU, "jct_mean": r.JCT.Mean,
+			"jct_p50": r.JCT.P50, "jct_p99": r.JCT.P99, "waited": float64(r.Waited),
+			"never_ran": float64(r.NeverRan), "util_peak": r.UtilPeak, "makespan": r.Makespan,
+		} {
+			m[k] += v / float64(len(seeds))
+		}
+	}
+	return m
 }
 
 func hasPolicy(ps []string, p string) bool {
@@ -186,11 +273,11 @@ func hasPolicy(ps []string, p string) bool {
 	return false
 }
 
-func replayAll(ctx context.Context, c config, nodes []core.NodeInfo, tasks map[string][]sim.Task) (map[job]*sim.Result, error) {
+func replayAll(ctx context.Context, c config, seeds []int64, nodes []core.NodeInfo, tasks map[string][]sim.Task, set func(*sim.Config)) (map[job]*sim.Result, error) {
 	var jobs []job
 	for _, w := range c.workloads {
 		for _, p := range c.policies {
-			for _, s := range c.seeds {
+			for _, s := range seeds {
 				jobs = append(jobs, job{w, p, s})
 			}
 		}
@@ -203,7 +290,9 @@ func replayAll(ctx context.Context, c config, nodes []core.NodeInfo, tasks map[s
 	for range c.parallel {
 		wg.Go(func() {
 			for j := range todo {
-				r, err := sim.Run(ctx, sim.Config{Nodes: nodes, Tasks: tasks[j.workload], Policy: j.policy, Seed: j.seed, Tune: c.tune})
+				cfg := sim.Config{Nodes: nodes, Tasks: tasks[j.workload], Policy: j.policy, Seed: j.seed}
+				set(&cfg)
+				r, err := sim.Run(ctx, cfg)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("%s/%s/%d: %w", j.workload, j.policy, j.seed, err)

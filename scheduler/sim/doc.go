@@ -5,4 +5,10 @@
 // tasks, tasks arrive one by one and never leave, and the GPU allocation is
 // recorded after each arrival and averaged per arrival percent. It also reads
 // the artifact's published curves so results can be set beside them.
+//
+// With Config.Durations it also replays time: tasks arrive at their trace
+// creation_time (optionally compressed by Config.TimeScale), run for their
+// trace duration and leave, and waiting tasks queue as the core queues
+// equal-priority jobs (oldest first, with backfill), so queueing delay, JCT,
+// makespan and utilisation over time can be compared across policies.
 package sim

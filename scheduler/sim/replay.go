@@ -27,6 +27,14 @@ type Config struct {
 	// Coverage is the share of tasks whose types make up the workload the
 	// fragmentation-aware policies plan for; 0 means the published 0.95.
 	Coverage float64
+	// Durations replays time: tasks arrive at their creation_time, run for
+	// their trace duration and free their resources, and pending tasks wait
+	// in a queue (see Run). Every task must be Timed.
+	Durations bool
+	// TimeScale divides arrival times (not durations), so arrivals come
+	// TimeScale times faster than in the trace; 0 means 1. Only with
+	// Durations.
+	TimeScale float64
 }
 
 // Result is what a replay reports. Percentages are of the cluster's GPU milli.
@@ -47,9 +55,10 @@ type Result struct {
 	AllocAt130 float64 `json:"alloc_at_130"`
 	// Curve is the allocation at each arrival level 0..130 percent.
 	Curve []float64 `json:"curve"`
-	// Fragmentation at the end, by the paper's measure for the trace's
-	// workload: GPU milli that the typical task could not use, and its share
-	// of the idle GPU milli.
+	// Fragmentation at the end (with Durations: after the last arrival, as
+	// at the end everything has left), by the paper's measure for the
+	// trace's workload: GPU milli that the typical task could not use, and
+	// its share of the idle GPU milli.
 	FragGPUMilli  float64 `json:"frag_gpu_milli"`
 	IdleGPUMilli  int64   `json:"idle_gpu_milli"`
 	FragRatio     float64 `json:"frag_ratio_percent"`
@@ -58,6 +67,8 @@ type Result struct {
 	CapacityGPU   int64   `json:"capacity_gpu_milli"`
 	ArrivedGPU    int64   `json:"arrived_gpu_milli"`
 	PlacementsRun int     `json:"placements_tried"`
+	// Replay holds the queueing figures of a replay with durations.
+	Replay *Replay `json:"replay,omitempty"`
 }
 
 // Run replays the trace the way the FGD artifact does: the task list (sorted
@@ -70,7 +81,40 @@ type Result struct {
 // before the shuffle, the shuffle, the tuning draws, a node permutation, then
 // the tie-breaks), so the tuned task list matches the published runs seed
 // for seed.
+//
+// With cfg.Durations the same list is replayed in time instead: tasks arrive
+// at their creation_time / TimeScale, run for their trace duration and
+// leave, and what does not fit waits in a FIFO queue with backfill, as the
+// core queues equal-priority jobs; Result.Replay then holds queueing delay,
+// JCT, makespan and utilisation over time.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	p, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Durations {
+		return p.runDurations(ctx)
+	}
+	return p.runArrivals(ctx)
+}
+
+// prepared is a replay ready to run: the tuned task list in the seeded order,
+// the placer and an idle cluster.
+type prepared struct {
+	cfg      Config
+	tasks    []Task
+	byName   []Task
+	copies   int // the last copies tasks are tuning copies
+	rng      *rand.Rand
+	measure  *core.Workload
+	scorer   core.Scorer
+	placer   *core.Placer
+	st       *core.State
+	res      *Result
+	capacity float64
+}
+
+func prepare(cfg Config) (*prepared, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, fmt.Errorf("sim nodes: none given")
 	}
@@ -79,6 +123,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Tune < 0 || cfg.Tune > 100 {
 		return nil, fmt.Errorf("sim tune %g: must be in 0..100", cfg.Tune)
+	}
+	if cfg.TimeScale < 0 || math.IsNaN(cfg.TimeScale) || math.IsInf(cfg.TimeScale, 0) {
+		return nil, fmt.Errorf("sim time_scale %g: must be a finite number >= 0", cfg.TimeScale)
+	}
+	if cfg.TimeScale != 0 && !cfg.Durations {
+		return nil, fmt.Errorf("sim time_scale %g: only applies when durations are replayed", cfg.TimeScale)
+	}
+	if cfg.Durations {
+		for i := range cfg.Tasks {
+			if !cfg.Tasks[i].Timed {
+				return nil, fmt.Errorf("sim task %s: no creation_time and deletion_time, so its duration cannot be replayed", cfg.Tasks[i].Name)
+			}
+		}
 	}
 	byName := slices.Clone(cfg.Tasks)
 	slices.SortStableFunc(byName, func(a, b Task) int { return cmp.Compare(a.Name, b.Name) })
@@ -109,8 +166,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	rng.Int() // the artifact logs one draw right after seeding
 	tasks := slices.Clone(byName)
 	rng.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
+	copies := 0
 	if cfg.Tune > 0 {
+		n := len(tasks)
 		tasks = tune(tasks, byName, cfg.Tune*float64(st.CapacityGPUMilli()), rng)
+		copies = max(0, len(tasks)-n)
 	}
 	placer := core.NewPlacer(scorer, core.WithNodeOrder(nodeRanks(cfg.Nodes, rng)))
 
@@ -121,10 +181,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i := range cfg.Nodes {
 		res.GPUs += len(cfg.Nodes[i].GPUs)
 	}
-	capacity := float64(st.CapacityGPUMilli())
-	if capacity == 0 {
+	if st.CapacityGPUMilli() == 0 {
 		return nil, fmt.Errorf("sim nodes: the cluster has no GPUs")
 	}
+	return &prepared{
+		cfg: cfg, tasks: tasks, byName: byName, copies: copies, rng: rng, measure: measure,
+		scorer: scorer, placer: placer, st: st, res: res, capacity: float64(st.CapacityGPUMilli()),
+	}, nil
+}
+
+// runArrivals is the artifact's experiment: arrivals only.
+func (p *prepared) runArrivals(ctx context.Context) (*Result, error) {
+	st, placer, res, tasks := p.st, p.placer, p.res, p.tasks
 	bins := newBinner()
 	fragAt100 := math.NaN()
 	for i := range tasks {
@@ -146,14 +214,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.PendingGPU += t.Req.TotalGPUMilli()
 		}
 		bins.add(res.ArrivedGPU, st.AllocatedGPUMilli(), res.GPUs)
-		if math.IsNaN(fragAt100) && float64(res.ArrivedGPU) >= capacity {
-			fragAt100, _ = measure.ClusterFrag(st)
+		if math.IsNaN(fragAt100) && float64(res.ArrivedGPU) >= p.capacity {
+			fragAt100, _ = p.measure.ClusterFrag(st)
 		}
 	}
 	res.Curve = bins.curve()
 	res.AllocAt100, res.AllocAt130 = res.Curve[100], res.Curve[130]
-	res.AllocatedGPU = st.AllocatedGPUMilli()
-	frag, idle := measure.ClusterFrag(st)
+	p.recordFrag(fragAt100)
+	return res, nil
+}
+
+// recordFrag fills the result's allocation and fragmentation from the
+// state now, and the fragmentation when arrivals reached 100% (NaN: never).
+func (p *prepared) recordFrag(fragAt100 float64) {
+	res := p.res
+	res.AllocatedGPU = p.st.AllocatedGPUMilli()
+	frag, idle := p.measure.ClusterFrag(p.st)
 	res.FragGPUMilli, res.IdleGPUMilli = round2(frag), idle
 	if idle > 0 {
 		res.FragRatio = round2(100 * frag / float64(idle))
@@ -161,7 +237,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if !math.IsNaN(fragAt100) {
 		res.FragAt100 = round2(fragAt100)
 	}
-	return res, nil
 }
 
 // nodeRanks reproduces the artifact's tie-break: it prefixes each node's
@@ -205,7 +280,9 @@ func tune(tasks, byName []Task, target float64, rng *rand.Rand) []Task {
 				break
 			}
 			total += src.Req.TotalGPUMilli()
-			tasks = append(tasks, Task{Name: fmt.Sprintf("%s-tuned-%d", src.Name, i), Req: src.Req})
+			cp := src // a copy runs as long as its source
+			cp.Name = fmt.Sprintf("%s-tuned-%d", src.Name, i)
+			tasks = append(tasks, cp)
 		}
 	}
 	return tasks

@@ -16,6 +16,16 @@ import (
 type Task struct {
 	Name string
 	Req  core.Request
+	// Timed reports whether the pod list gave the task's times (creation_time
+	// and deletion_time); only timed tasks can be replayed with durations.
+	Timed bool
+	// Created is the task's creation_time in seconds.
+	Created int64
+	// Duration is how long the task runs, in seconds: deletion_time minus
+	// scheduled_time, or minus creation_time when the trace never scheduled
+	// it (Unscheduled; its lifetime in the trace is all there is to go on).
+	Duration    int64
+	Unscheduled bool
 }
 
 // csvTable reads a CSV file with a header row and hands each record to row,
@@ -132,13 +142,49 @@ func ReadTasks(r io.Reader) ([]Task, error) {
 		if err := req.Validate(); err != nil {
 			return fmt.Errorf("%s line %d (%s): %w", what, line, get("name"), err)
 		}
-		tasks = append(tasks, Task{Name: get("name"), Req: req})
+		t := Task{Name: get("name"), Req: req}
+		if err := parseTimes(what, line, get, &t); err != nil {
+			return err
+		}
+		tasks = append(tasks, t)
 		return nil
 	})
 	if err == nil && len(tasks) == 0 {
 		err = fmt.Errorf("%s: no tasks", what)
 	}
 	return tasks, err
+}
+
+// parseTimes fills t's times from the optional creation_time,
+// deletion_time and scheduled_time columns (seconds).
+func parseTimes(what string, line int, get func(string) string, t *Task) error {
+	cs, ds, ss := get("creation_time"), get("deletion_time"), get("scheduled_time")
+	if cs == "" && ds == "" && ss == "" {
+		return nil
+	}
+	if cs == "" || ds == "" {
+		return fmt.Errorf("%s line %d (%s): creation_time %q and deletion_time %q: both are required when either time is given", what, line, t.Name, cs, ds)
+	}
+	var v [3]int64
+	for i, f := range []string{"creation_time", "deletion_time", "scheduled_time"} {
+		x, err := parseInt(what, line, f, get(f))
+		if err != nil {
+			return err
+		}
+		v[i] = x
+	}
+	created, deleted, start := v[0], v[1], v[2]
+	if ss == "" {
+		start = created
+		t.Unscheduled = true
+	} else if start < created {
+		return fmt.Errorf("%s line %d (%s) scheduled_time %d: before creation_time %d", what, line, t.Name, start, created)
+	}
+	if deleted < start {
+		return fmt.Errorf("%s line %d (%s) deletion_time %d: before the task started at %d", what, line, t.Name, deleted, start)
+	}
+	t.Timed, t.Created, t.Duration = true, created, deleted-start
+	return nil
 }
 
 // ReadNodesFile and ReadTasksFile read the lists from files.
