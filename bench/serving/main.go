@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	babelfishv1 "babelfish.dev/babelfish/api/babelfish/v1"
+	"babelfish.dev/babelfish/audio"
+	"babelfish.dev/babelfish/internal/testenv"
+	"babelfish.dev/babelfish/model"
+	"babelfish.dev/babelfish/model/registry"
+	"babelfish.dev/babelfish/model/units"
+	"babelfish.dev/babelfish/objstore"
+	"babelfish.dev/babelfish/serving"
+	"babelfish.dev/babelfish/serving/batcher"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench serving:", err)
+		os.Exit(1)
+	}
+}
+
+type params struct {
+	duration  time.Duration
+	levels    []int
+	maxBatch  int
+	maxDelay  time.Duration
+	inSeconds float64
+	maxOut    float64
+}
+
+func run() error {
+	var p params
+	levels := flag.String("levels", "1,2,4,8,16,32,64", "client concurrency levels")
+	flag.DurationVar(&p.duration, "duration", 5*time.Second, "measured time per level (after a warm-up request per client)")
+	flag.IntVar(&p.maxBatch, "max-batch", 16, "MaxBatch with batching on")
+	flag.DurationVar(&p.maxDelay, "max-delay", 5*time.Millisecond, "MaxDelay with batching on")
+	flag.Float64Var(&p.inSeconds, "input-seconds", 1.5, "input audio per request")
+	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")
+	flag.Parse()
+	for _, f := range strings.Split(*levels, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 1 {
+			return fmt.Errorf("-levels: %q is not a positive integer", f)
+		}
+		p.levels = append(p.levels, c)
+	}
+	if !slices.Contains(p.levels, 16) {
+		return fmt.Errorf("-levels must include 16: batching_gain is measured there")
+	}
+	ctx := context.Background()
+	mi, err := testenv.StartMinIO(ctx)
+	if err != nil {
+		return err
+	}
+	defer mi.Stop()
+	cfg := objstore.DefaultConfig()
+	cfg.Endpoint, cfg.AccessKey, cfg.SecretKey, cfg.Bucket = mi.Endpoint, mi.AccessKey, mi.SecretKey, "bench"
+	quiet := slog.New(slog.DiscardHandler)
+	st, err := objstore.New(ctx, cfg, objstore.WithLogger(quiet))
+	if err != nil {
+		return err
+	}
+	if err := st.EnsureBucket(ctx); err != nil {
+		return err
+	}
+	reg, err := registry.New(st, "bench", registry.WithLogger(quiet))
+	if err != nil {
+		return err
+	}
+	langs := []string{"de", "en", "fr"}
+	m1, err := randomModel(langs, 1)
+	if err != nil {
+		return err
+	}
+	if _, err := promoteModel(ctx, st, reg, m1, 1); err != nil {
+		return err
+	}
+	wav, err := audio.EncodeWAV(speech(16000, p.inSeconds), audio.PCM16)
+	if err != nil {
+		return err
+	}
+	req := &babelfishv1.TranslateRequest{Audio: &babelfishv1.Audio{Wav: wav}, TargetLanguage: "de", Decode: &babelfishv1.DecodeOptions{MaxOutputSeconds: float32(p.maxOut)}}
+	lim := serving.DefaultLimits()
+	lim.MaxOutputSeconds = p.maxOut
+	fmt.Printf("# cores=%d input=%.1fs output<=%.1fs levels=%v duration=%v\n", runtime.GOMAXPROCS(0), p.inSeconds, p.maxOut, p.levels, p.duration)
+
+	modes := []struct {
+		name   string
+		cfg    batcher.Config
+		levels []int
+	}{
+		{"off", batcher.Config{MaxBatch: 1, MaxQueue: 1024, Instances: 1}, p.levels},
+		{"batch", batcher.Config{MaxBatch: p.maxBatch, MaxDelay: p.maxDelay, MaxQueue: 1024, Instances: 1}, p.levels},
+		{"instances", batcher.Config{MaxBatch: 1, MaxQueue: 1024, Instances: runtime.GOMAXPROCS(0)}, []int{16}},
+	}
+	at16 := map[string]result{}
+	var rtf float64
+	for _, mode := range modes {
+		err := withServer(ctx, st, lim, mode.cfg, 0, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
+			for _, c := range mode.levels {
+				r, err := load(ctx, client, req, c, p.duration)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("bench serving mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f mean_batch=%.2f requests=%d\n",
+					mode.name, c, r.rps, ms(r.p50), ms(r.p99), r.meanBatch, r.n)
+				if c == 16 {
+					at16[mode.name] = r
+				}
+				if c == 1 && mode.name == "off" {
+					rtf = r.meanCompute.Seconds() / p.inSeconds
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	// Swap: time from the current flip (Promote returning) to the server
+	// answering with the new release, idle and under load at c=16.
+	var swapIdle, swapLoaded time.Duration
+	err = withServer(ctx, st, lim, modes[1].cfg, 100*time.Millisecond, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
+		m2, err := randomModel(langs, 2)
+		if err != nil {
+			return err
+		}
+		if swapIdle, err = swapTime(ctx, st, reg, s, m2, 2); err != nil {
+			return err
+		}
+		lctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			_, err := load(lctx, client, req, 16, time.Hour)
+			if lctx.Err() != nil {
+				err = nil // stopped on purpose; the load, not its figures, was the point
+			}
+			done <- err
+		}()
+		time.Sleep(2 * time.Second)
+		m3, err := randomModel(langs, 3)
+		if err != nil {
+			stop()
+			return err
+		}
+		swapLoaded, err = swapTime(ctx, st, reg, s, m3, 3)
+		stop()
+		if lerr := <-done; err == nil {
+			err = lerr
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	on, off, inst := at16["batch"], at16["off"], at16["instances"]
+	fmt.Printf("bench serving batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d\n",
+		on.rps/off.rps, ms(on.p99)/ms(off.p99), on.rps/inst.rps, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// withServer serves the current release with cfg on loopback for fn.
+func withServer(ctx context.Context, st *objstore.Client, lim serving.Limits, cfg batcher.Config, poll time.Duration, fn func(*serving.Server, babelfishv1.TranslatorClient) error) error {
+	if poll == 0 {
+		poll = time.Second
+	}
+	s, err := serving.New(st, "bench", serving.WithLogger(slog.New(slog.DiscardHandler)), serving.WithLimits(lim), serving.WithBatching(cfg), serving.WithPollInterval(poll))
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(sctx, lis) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		return fmt.Errorf("server stopped before ready: %v", err)
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("server not ready after 2 minutes")
+	}
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(s, babelfishv1.NewTranslatorClient(conn))
+}
+
+type result struct {
+	n           int
+	rps         float64
+	p50, p99    time.Duration
+	meanBatch   float64
+	meanCompute time.Duration
+}
+
+// load runs c closed-loop clients: each sends one warm-up request, then
+// requests back to back; those that finish inside the window count.
+func load(ctx context.Context, client babelfishv1.TranslatorClient, req *babelfishv1.TranslateRequest, c int, window time.Duration) (result, error) {
+	var mu sync.Mutex
+	var lats []time.Duration
+	var batchSum, computeSum float64
+	var firstErr error
+	var wg sync.WaitGroup
+	var start time.Time
+	warm := make(chan struct{})
+	var warmWG sync.WaitGroup
+	warmWG.Add(c)
+	var end time.Time
+	for range c {
+		wg.Go(func() {
+			if _, err := client.Translate(ctx, req); err != nil && ctx.Err() == nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+			}
+			warmWG.Done()
+			<-warm
+			for {
+				if time.Now().After(end) || ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				resp, err := client.Translate(ctx, req)
+				t1 := time.Now()
+				mu.Lock()
+				if err != nil {
+					if ctx.Err() == nil && firstErr == nil {
+						firstErr = err
+					}
+				} else if !t1.After(end) {
+					lats = append(lats, t1.Sub(t0))
+					batchSum += float64(resp.Timing.GetBatchSize())
+					computeSum += resp.Timing.GetComputeSeconds()
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	warmWG.Wait()
+	start = time.Now()
+	end = start.Add(window)
+	close(warm)
+	wg.Wait()
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	if len(lats) == 0 {
+		return result{}, fmt.Errorf("c=%d: no request finished within %v; raise -duration", c, window)
+	}
+	slices.Sort(lats)
+	el := min(time.Since(start), window)
+	return result{
+		n: len(lats), rps: float64(len(lats)) / el.Seconds(),
+		p50: lats[len(lats)/2], p99: lats[min(len(lats)-1, int(math.Ceil(0.99*float64(len(lats))))-1)],
+		meanBatch:   batchSum / float64(len(lats)),
+		meanCompute: time.Duration(computeSum / float64(len(lats)) * float64(time.Second)),
+	}, nil
+}
+
+func swapTime(ctx context.Context, st *objstore.Client, reg *registry.Registry, s *serving.Server, m *model.Model, step int64) (time.Duration, error) {
+	rel, err := promoteModel(ctx, st, reg, m, step)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	for s.Release() != rel.Name() {
+		if time.Since(t0) > 2*time.Minute {
+			return 0, fmt.Errorf("%s not serving 2 minutes after promotion", rel.Name())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(t0), nil
+}
+
+// randomModel is the default model shape with random weights.
+func randomModel(langs []string, seed uint64) (*model.Model, error) {
+	cfg := model.DefaultConfig(langs)
+	cfg.Seed = seed
+	rng := rand.New(rand.NewPCG(seed, 1))
+	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
+	for i := range cb.Centroids {
+		cb.Centroids[i] = -6 + 4*rng.Float32()
+	}
+	return model.New(cfg, cb)
+}
+
+// promoteModel commits m as a checkpoint and promotes it, as the trainer
+// and `babelfish promote` would.
+func promoteModel(ctx context.Context, st *objstore.Client, reg *registry.Registry, m *model.Model, step int64) (registry.Release, error) {
+	w, err := st.NewArtifact(fmt.Sprintf("checkpoints/bench/%012d/", step))
+	if err != nil {
+		return registry.Release{}, err
+	}
+	var b bytes.Buffer
+	if err := m.Save(&b); err != nil {
+		return registry.Release{}, err
+	}
+	if _, err := w.Put(ctx, registry.PartModel, b.Bytes(), nil); err != nil {
+		return registry.Release{}, err
+	}
+	if _, err := w.Commit(ctx, map[string]any{"step": step}); err != nil {
+		return registry.Release{}, err
+	}
+	return reg.Promote(ctx, w.Prefix())
+}
+
+// speech is a voiced, speech-like clip: harmonics under a syllable-rate
+// envelope.
+func speech(rate int, seconds float64) audio.Clip {
+	x := make([]float32, int(seconds*float64(rate)))
+	for i := range x {
+		t := float64(i) / float64(rate)
+		env := math.Max(0, math.Sin(2*math.Pi*1.5*t))
+		x[i] = float32(0.3 * env * (math.Sin(2*math.Pi*150*t) + 0.5*math.Sin(4*math.Pi*150*t) + 0.2*math.Sin(6*math.Pi*150*t)) / 1.7)
+	}
+	return audio.Clip{Rate: rate, Samples: x}
+}
