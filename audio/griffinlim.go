@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"gonum.org/v1/gonum/dsp/fourier"
 	"gonum.org/v1/gonum/mat"
@@ -134,6 +135,12 @@ func (a *MelAnalyzer) MelToMagnitude(logMel Spectrogram, nnlsIters int) (Spectro
 	melVec := mat.NewVecDense(nm, mel)
 	sVec := mat.NewVecDense(nb, s)
 	for t := range logMel.Frames {
+		// A unit vocoder repeats each unit's frame for its duration: an
+		// exact repeat has the same solution, so copy it instead.
+		if t > 0 && slices.Equal(logMel.Row(t), logMel.Row(t-1)) {
+			copy(out.Row(t), out.Row(t-1))
+			continue
+		}
 		for m, v := range logMel.Row(t) {
 			mel[m] = math.Exp(float64(v))
 		}

@@ -2,6 +2,7 @@ package audio
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -197,6 +198,41 @@ func BenchmarkInvert2s60Iterations(b *testing.B) {
 	for b.Loop() {
 		if _, err := a.Invert(b.Context(), lm, GriffinLimConfig{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestMelToMagnitudeRepeats checks the shortcut for repeated frames (a unit
+// vocoder's output) gives exactly what solving each frame alone gives.
+func TestMelToMagnitudeRepeats(t *testing.T) {
+	a, err := NewMelAnalyzer(DefaultMelConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nm = 80
+	frame := func(seed int) []float32 {
+		f := make([]float32, nm)
+		for m := range f {
+			f[m] = float32(-6 + 4*math.Sin(float64(m*(seed+1))/7))
+		}
+		return f
+	}
+	pattern := []int{0, 0, 0, 1, 2, 2, 0, 0} // repeats, a return to an earlier frame
+	lm := Spectrogram{Frames: len(pattern), Bins: nm}
+	for _, p := range pattern {
+		lm.Data = append(lm.Data, frame(p)...)
+	}
+	got, err := a.MelToMagnitude(lm, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pattern {
+		one, err := a.MelToMagnitude(Spectrogram{Frames: 1, Bins: nm, Data: frame(p)}, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Row(i), one.Row(0)) {
+			t.Fatalf("frame %d (pattern %d) differs from solving it alone", i, p)
 		}
 	}
 }
