@@ -7,7 +7,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 GOTEST_FLAGS ?= -race -timeout 30m
 FUZZTIME ?= 60s
 
-.PHONY: all tools build test vet lint proto proto-check crds crds-check fuzz bench help demo
+.PHONY: all tools build test vet lint proto proto-check crds crds-check fuzz bench help demo image
 
 all: build
 
@@ -44,8 +44,16 @@ fuzz: ## run the fuzzers for FUZZTIME each (default 60s)
 	go test ./audio -run '^$$' -fuzz FuzzReadWAV -fuzztime $(FUZZTIME)
 	go test ./dataset/shard -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 
-demo: ## the whole pipeline on this machine (planned: issue 8)
-	@echo "make demo is not built yet: issue 8 brings it (babelfish up, train, promote, translate)"; exit 1
+demo: ## the whole pipeline on this machine: up, corpus, 2-rank training, promote, translate -> out.wav
+	scripts/demo.sh
 
 bench: ## run every benchmark with its defaults
 	for b in bench/*/; do go run ./$$b; done
+
+# The build uses the host network and the host's module proxy, so it
+# downloads modules the way this machine does.
+IMAGE ?= babelfish/babelfish:dev
+image: ## build the container image IMAGE (default babelfish/babelfish:dev) from the Dockerfile with docker
+	@command -v docker >/dev/null || { echo "make image: docker is not installed, so the image was not built; install docker (or build the Dockerfile with another OCI builder) and run make image again" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: docker is installed but its daemon does not answer (docker info failed), so the image was not built" >&2; exit 1; }
+	docker build --network=host --build-arg GOPROXY="$$(go env GOPROXY 2>/dev/null)" --build-arg GOSUMDB="$$(go env GOSUMDB 2>/dev/null)" -t $(IMAGE) .

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -59,6 +60,8 @@ type valuesSet struct {
 	kinds map[string]bool
 	// namespaces the rendered objects live in, besides the release's.
 	extraNamespaces []string
+	// noDashboard: the scheduler serves no dashboard page.
+	noDashboard bool
 }
 
 // args are the helm flags that select the values set.
@@ -98,6 +101,13 @@ func valuesSets() []valuesSet {
 			set:             []string{"gpuAgent.privileged=true"},
 			kinds:           map[string]bool{"DaemonSet": true},
 			privilegedAgent: true,
+		},
+		{
+			name:        "no-dashboard",
+			file:        "ci/default-values.yaml",
+			set:         []string{"scheduler.dashboard.enabled=false"},
+			kinds:       map[string]bool{"Deployment": true},
+			noDashboard: true,
 		},
 		{
 			name: "no-gpu-agent",
@@ -218,6 +228,8 @@ func TestRejectsBadValues(t *testing.T) {
 		{"queue with both quotas", []string{"--set", "queues[0].name=a", "--set", "queues[0].nominalGPUs=1", "--set", "queues[0].nominalGPUMilli=1000"}, []string{"/queues/0"}},
 		{"HPA min above max", []string{"--set", "serving.autoscaling.minReplicas=5", "--set", "serving.autoscaling.maxReplicas=3"}, []string{"serving.autoscaling.minReplicas (5)", "serving.autoscaling.maxReplicas (3)"}},
 		{"CA without TLS", []string{"-f", filepath.Join(chartDir, "ci/external-minio-tls-values.yaml"), "--set", "objectStore.external.tls=false"}, []string{"objectStore.external.caSecret.name", "objectStore.external.tls"}},
+		{"dashboard on the metrics port", []string{"--set", "scheduler.dashboard.port=8080"}, []string{"scheduler.dashboard.port (8080)", "scheduler.metricsPort"}},
+		{"typo under dashboard", []string{"--set", "scheduler.dashboard.porrt=8081"}, []string{"/scheduler/dashboard", "porrt"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,8 +273,89 @@ func TestRenderedObjects(t *testing.T) {
 			for _, o := range objs {
 				checkObject(t, o, vs.privilegedAgent)
 			}
+			checkDashboard(t, objs, !vs.noDashboard)
 			t.Logf("%d objects: %v", len(objs), have)
 		})
+	}
+}
+
+// checkDashboard: with the dashboard on, the scheduler listens for it on a
+// container port the scheduler Service exposes, scrapes the release's own
+// GPU agent and serving pods, and has the object store's settings for the
+// releases; with it off, none of that.
+func checkDashboard(t *testing.T, objs []*unstructured.Unstructured, on bool) {
+	t.Helper()
+	var dep, svc *unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetLabels()["app.kubernetes.io/component"] != "scheduler" {
+			continue
+		}
+		switch o.GetKind() {
+		case "Deployment":
+			dep = o
+		case "Service":
+			svc = o
+		}
+	}
+	if dep == nil || svc == nil {
+		t.Fatal("no scheduler Deployment or Service rendered")
+	}
+	spec, _, _ := unstructured.NestedMap(dep.Object, "spec", "template", "spec")
+	var pod corev1.PodSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &pod); err != nil {
+		t.Fatal(err)
+	}
+	c := pod.Containers[0]
+	var port int32
+	for _, p := range c.Ports {
+		if p.Name == "dashboard" {
+			port = p.ContainerPort
+		}
+	}
+	var listen string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--dashboard-listen="); ok {
+			listen = v
+		}
+	}
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	svcPort := slices.ContainsFunc(ports, func(p any) bool { return p.(map[string]any)["targetPort"] == "dashboard" })
+	s3 := slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "BABELFISH_S3_ENDPOINT" })
+	if !on {
+		if port != 0 || listen != "" || svcPort || s3 {
+			t.Errorf("dashboard off, yet port %d, --dashboard-listen %q, Service port %v, object store env %v", port, listen, svcPort, s3)
+		}
+		return
+	}
+	if port == 0 || listen != fmt.Sprintf(":%d", port) || !svcPort || !s3 {
+		t.Errorf("dashboard on: container port %d, --dashboard-listen %q, Service port %v, object store env %v", port, listen, svcPort, s3)
+	}
+	// Each selector picks exactly its component's pods among the chart's.
+	for flag, component := range map[string]string{"--dashboard-agent-selector": "gpu-agent", "--dashboard-serving-selector": "serving"} {
+		var sel string
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, flag+"="); ok {
+				sel = v
+			}
+		}
+		selector, err := labels.Parse(sel)
+		if err != nil || sel == "" {
+			t.Errorf("%s %q: %v", flag, sel, err)
+			continue
+		}
+		for _, o := range objs {
+			tmpl, found, _ := unstructured.NestedStringMap(o.Object, "spec", "template", "metadata", "labels")
+			if !found {
+				continue
+			}
+			want := o.GetLabels()["app.kubernetes.io/component"] == component
+			if got := selector.Matches(labels.Set(tmpl)); got != want {
+				t.Errorf("%s %q matches the pods of %s/%s: %v; want %v", flag, sel, o.GetKind(), o.GetName(), got, want)
+			}
+		}
+	}
+	if !slices.Contains(c.Args, "--dashboard-agent-namespace="+namespace) {
+		t.Errorf("scheduler args lack --dashboard-agent-namespace=%s: %v", namespace, c.Args)
 	}
 }
 

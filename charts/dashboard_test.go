@@ -11,14 +11,18 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/rest"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
+	"babelfish.dev/babelfish/internal/testenv"
 	"babelfish.dev/babelfish/nvml"
 	"babelfish.dev/babelfish/scheduler/controller"
 	"babelfish.dev/babelfish/trainer"
@@ -64,8 +68,10 @@ var metricName = regexp.MustCompile(`\b(DCGM_FI_[A-Z0-9_]+|babelfish_[a-z0-9_]+|
 
 // exportedMetrics gathers the metric family names the real components
 // register: the GPU agent on go-nvml's simulated DGX A100 (what
-// `gpu-agent --fake-gpus=dgxa100` serves), the scheduler controller and the
-// trainer.
+// `gpu-agent --fake-gpus=dgxa100` serves), the scheduler controller after
+// a pass over a real API server with a TrainingJob (labelled series such
+// as babelfish_scheduler_jobs exist only once a pass has counted jobs),
+// and the trainer.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	fake, err := nvml.NewFake("dgxa100")
@@ -103,10 +109,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		fams, _ := reg.Gather()
 		return slices.ContainsFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == "babelfish_gpu_xid_errors_total" })
 	})
-	// New only builds clients: it talks to no API server until Run.
-	if _, err := controller.New(&rest.Config{Host: "https://127.0.0.1:1"}, controller.Options{Registerer: reg, Logger: slog.New(slog.DiscardHandler)}); err != nil {
-		t.Fatal(err)
-	}
+	schedulerPass(t, reg)
 	if _, err := trainer.NewMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
@@ -228,5 +231,58 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// schedulerPass runs the scheduler controller, its metrics on reg, against
+// a real kube-apiserver holding one TrainingJob, until it has finished a
+// pass.
+func schedulerPass(t *testing.T, reg prometheus.Registerer) {
+	t.Helper()
+	cp := testenv.ControlPlaneForTest(t, testenv.WithCRDDirs(filepath.Join(chartDir, "crds")))
+	dyn, err := dynamic.NewForConfig(cp.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "babelfish.dev/v1alpha1", "kind": "TrainingJob",
+		"metadata": map[string]any{"name": "metrics-job", "namespace": "default"},
+		"spec": map[string]any{
+			"dataset": map[string]any{"name": "cldr-phrases", "version": "v1"},
+			"model":   map[string]any{"languages": []any{"de", "fr"}, "steps": int64(100)},
+			"workers": int64(1), "gpusPerWorker": int64(1), "queue": "research",
+			"template": map[string]any{"image": "babelfish:test"},
+		},
+	}}
+	gvr := schema.GroupVersionResource{Group: "babelfish.dev", Version: "v1alpha1", Resource: "trainingjobs"}
+	if _, err := dyn.Resource(gvr).Namespace("default").Create(t.Context(), job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	passed := make(chan struct{})
+	var once sync.Once
+	s, err := controller.New(cp.Config(), controller.Options{
+		Registerer: reg, Logger: slog.New(slog.DiscardHandler),
+		AfterPass: func(st controller.PassStats) {
+			if st.Err == nil {
+				once.Do(func() { close(passed) })
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-passed:
+	case err := <-done:
+		t.Fatalf("scheduler stopped before a pass: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no scheduling pass within 60s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("scheduler: %v", err)
 	}
 }

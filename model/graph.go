@@ -16,6 +16,8 @@ import (
 type Graph struct {
 	m                *Model
 	batch, positions int
+	// forwardOnly graphs have no gradient nodes (NewLossGraph).
+	forwardOnly bool
 
 	g  *G.ExprGraph
 	vm G.VM
@@ -67,6 +69,17 @@ func (s *Sums) Add(o Sums) {
 // independent given the previous unit, so any subset can be scored. Fewer
 // positions per example buy more examples per step for the same work.
 func (m *Model) NewGraph(batch, positions int) (*Graph, error) {
+	return m.newGraph(batch, positions, false)
+}
+
+// NewLossGraph builds the same graph as NewGraph without its gradient
+// nodes: Loss runs the forward pass alone (what a benchmark times to split
+// a step into forward and backward, or an evaluation of the loss).
+func (m *Model) NewLossGraph(batch, positions int) (*Graph, error) {
+	return m.newGraph(batch, positions, true)
+}
+
+func (m *Model) newGraph(batch, positions int, forwardOnly bool) (*Graph, error) {
 	if batch < 1 || batch > 1<<16 {
 		return nil, fmt.Errorf("model: graph batch size %d: want 1..65536", batch)
 	}
@@ -78,7 +91,7 @@ func (m *Model) NewGraph(batch, positions int) (*Graph, error) {
 		return nil, fmt.Errorf("model: graph positions %d: want 1..%d (Config.MaxUnits)", positions, c.MaxUnits)
 	}
 	n := batch * positions
-	gr := &Graph{m: m, batch: batch, positions: positions, g: G.NewGraph()}
+	gr := &Graph{m: m, batch: batch, positions: positions, forwardOnly: forwardOnly, g: G.NewGraph()}
 	g := gr.g
 	dense := func(r, cols int) *tensor.Dense {
 		return tensor.New(tensor.WithShape(r, cols), tensor.WithBacking(make([]float32, r*cols)))
@@ -111,6 +124,10 @@ func (m *Model) NewGraph(batch, positions int) (*Graph, error) {
 	}
 	if err := gr.build(nodes); err != nil {
 		return nil, err
+	}
+	if forwardOnly {
+		gr.vm = G.NewTapeMachine(g)
+		return gr, nil
 	}
 	if _, err := G.Grad(gr.lossNode(), gr.learn...); err != nil {
 		return nil, fmt.Errorf("model: building gradients: %w", err)
@@ -180,21 +197,16 @@ func (gr *Graph) Positions() int { return gr.positions }
 // the Params.Flat layout, overwritten).
 func (gr *Graph) Gradients(exs []Example, grads []float32) (Sums, error) {
 	m := gr.m
-	if len(exs) > gr.batch {
-		return Sums{}, fmt.Errorf("model: %d examples for a graph of batch %d", len(exs), gr.batch)
+	if gr.forwardOnly {
+		return Sums{}, fmt.Errorf("model: Gradients on a loss-only graph (NewLossGraph): use NewGraph")
 	}
 	if len(grads) != m.params.Size() {
 		return Sums{}, fmt.Errorf("model: gradient buffer has %d values: want %d", len(grads), m.params.Size())
 	}
-	for i, ex := range exs {
-		if err := m.checkExample(ex); err != nil {
-			return Sums{}, fmt.Errorf("example %d: %w", i, err)
-		}
-	}
-	tokens := gr.fill(exs)
+	tokens, err := gr.run(exs)
 	defer gr.vm.Reset()
-	if err := gr.vm.RunAll(); err != nil {
-		return Sums{}, fmt.Errorf("model: forward/backward: %w", err)
+	if err != nil {
+		return Sums{}, err
 	}
 	off := 0
 	for _, nd := range gr.learn {
@@ -212,13 +224,45 @@ func (gr *Graph) Gradients(exs []Example, grads []float32) (Sums, error) {
 		// The machine adds into bound gradients; start the next run at zero.
 		gt.Zero()
 	}
+	return gr.sums(len(exs), tokens)
+}
+
+// Loss runs the forward pass alone over exs (at most Batch examples) and
+// returns the summed figures, as Gradients would.
+func (gr *Graph) Loss(exs []Example) (Sums, error) {
+	tokens, err := gr.run(exs)
+	defer gr.vm.Reset()
+	if err != nil {
+		return Sums{}, err
+	}
+	return gr.sums(len(exs), tokens)
+}
+
+// run checks and fills the batch and runs the machine.
+func (gr *Graph) run(exs []Example) (int, error) {
+	if len(exs) > gr.batch {
+		return 0, fmt.Errorf("model: %d examples for a graph of batch %d", len(exs), gr.batch)
+	}
+	for i, ex := range exs {
+		if err := gr.m.checkExample(ex); err != nil {
+			return 0, fmt.Errorf("example %d: %w", i, err)
+		}
+	}
+	tokens := gr.fill(exs)
+	if err := gr.vm.RunAll(); err != nil {
+		return 0, fmt.Errorf("model: forward/backward: %w", err)
+	}
+	return tokens, nil
+}
+
+func (gr *Graph) sums(examples, tokens int) (Sums, error) {
 	s := Sums{
 		UnitLoss: float64(gr.unitLossV.Data().(float32)),
 		DurLoss:  float64(gr.durLossV.Data().(float32)),
-		Examples: len(exs),
+		Examples: examples,
 		Tokens:   tokens,
 	}
-	s.Loss = s.UnitLoss + m.cfg.DurationWeight*s.DurLoss
+	s.Loss = s.UnitLoss + gr.m.cfg.DurationWeight*s.DurLoss
 	s.Correct, s.Scored = gr.correct()
 	if math.IsNaN(s.Loss) || math.IsInf(s.Loss, 0) {
 		return s, fmt.Errorf("model: loss is %g", s.Loss)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -292,5 +293,38 @@ func TestSoftmaxXent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLossGraphMatchesGradients checks that the forward-only graph gives
+// the training graph's figures, and refuses gradients.
+func TestLossGraphMatchesGradients(t *testing.T) {
+	m, exs, _ := toySetup(t, nil)
+	for _, positions := range []int{0, 2} {
+		train, err := m.NewGraph(4, positions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fwd, err := m.NewLossGraph(4, positions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads := make([]float32, m.Params().Size())
+		want, err := train.Gradients(exs[:4], grads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // a second run sees the same state
+			got, err := fwd.Loss(exs[:4])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rel(got.Loss, want.Loss) > 1e-6 || got.Scored != want.Scored || got.Correct != want.Correct || got.Tokens != want.Tokens {
+				t.Errorf("positions %d: loss graph %+v, training graph %+v", positions, got, want)
+			}
+		}
+		if _, err := fwd.Gradients(exs[:4], grads); err == nil || !strings.Contains(err.Error(), "loss-only") {
+			t.Errorf("gradients of a loss-only graph: %v", err)
+		}
 	}
 }

@@ -39,8 +39,13 @@ type CheckpointState struct {
 	TokenAccuracy float64            `json:"token_accuracy"`
 	Eval          map[string]float64 `json:"eval,omitempty"`
 	WorldSize     int                `json:"world_size"`
-	Config        Config             `json:"config"`
-	Time          time.Time          `json:"time"`
+	// PlannedSteps and BudgetUsed carry a budgeted job's plan (its step
+	// count) and the wall-clock time it has used, so a resumed job keeps
+	// its schedule and its budget.
+	PlannedSteps int64         `json:"planned_steps,omitempty"`
+	BudgetUsed   time.Duration `json:"budget_used,omitempty"`
+	Config       Config        `json:"config"`
+	Time         time.Time     `json:"time"`
 }
 
 // CheckpointPrefix is where step's checkpoint of job lives. Steps are

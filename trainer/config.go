@@ -26,8 +26,23 @@ type Config struct {
 	Adam model.AdamConfig `json:"adam"`
 	// Steps is the number of optimizer steps of the whole job.
 	Steps int64 `json:"steps"`
-	// GlobalBatch is the number of samples all ranks read per step.
+	// GlobalBatch is the number of samples all ranks read per step. Only
+	// non-canonical, seen-voice samples yield a translation pair, so a
+	// step trains on fewer examples than this (about 3/4 of it on the
+	// default synthetic corpus).
 	GlobalBatch int `json:"global_batch"`
+	// Positions is how many target positions (end marker included) each
+	// example has scored per step, drawn from the example's seed and
+	// weighted so the loss stays an unbiased estimate of the full sum; 0
+	// scores every position. Fewer positions buy more examples per second.
+	Positions int `json:"positions"`
+	// Budget, when positive, bounds the job's wall-clock time (counted
+	// across resumes, unit learning included): rank 0 measures the step
+	// rate as it goes, sets the step count (at most Steps) and the end of
+	// the cosine decay from it, and the job ends with a checkpoint when
+	// the budget is spent. Steps then is only an upper bound, and the
+	// schedule depends on the machine's speed.
+	Budget time.Duration `json:"budget,omitempty"`
 	// Seed drives the data order, pair drawing and k-means.
 	Seed uint64 `json:"seed"`
 	// BlockShards is how many shards the loader mixes (see loader.Order).
@@ -48,6 +63,7 @@ const (
 	MaxGlobalBatch    = 1 << 16
 	MaxBlockShards    = 1 << 12
 	MaxCodebookFrames = 1 << 24
+	MaxBudget         = 30 * 24 * time.Hour
 	// DefaultGracePeriod is how long a stop request may take: the current
 	// step, one checkpoint and leaving the group.
 	DefaultGracePeriod = 2 * time.Minute
@@ -63,7 +79,8 @@ func DefaultConfig(job, name, version string) Config {
 		Model:           model.DefaultConfig(nil),
 		Adam:            model.DefaultAdamConfig(),
 		Steps:           10000,
-		GlobalBatch:     32,
+		GlobalBatch:     336, // about 256 pairs on the default corpus
+		Positions:       2,
 		Seed:            1,
 		BlockShards:     4,
 		CheckpointEvery: 500,
@@ -106,6 +123,10 @@ func (c Config) Validate() error {
 	}
 	rng("Steps", c.Steps, 1, MaxSteps)
 	rng("GlobalBatch", int64(c.GlobalBatch), 1, MaxGlobalBatch)
+	rng("Positions", int64(c.Positions), 0, 1<<14)
+	if c.Budget < 0 || c.Budget > MaxBudget {
+		errs = append(errs, fmt.Errorf("trainer: Config.Budget is %s: want 0 (none) up to %s", c.Budget, MaxBudget))
+	}
 	rng("BlockShards", int64(c.BlockShards), 0, MaxBlockShards)
 	rng("CheckpointEvery", c.CheckpointEvery, 0, MaxSteps)
 	rng("CodebookFrames", int64(c.CodebookFrames), 1, MaxCodebookFrames)

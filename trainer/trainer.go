@@ -79,6 +79,14 @@ type Options struct {
 	LoaderMetrics *loader.Metrics
 	// Progress, if not nil, gets a progress bar over the job's steps.
 	Progress io.Writer
+	// DataCacheBytes bounds the shards the loader keeps in memory; 0 keeps
+	// the whole train split when it is at most DefaultDataCacheBytes (so
+	// epochs after the first read nothing), else the loader's default.
+	DataCacheBytes int64
+	// SplitForward times each step's forward pass alone (StepTime.Forward)
+	// by running it once more on a gradient-free twin graph: for
+	// benchmarks, it costs a forward pass per step.
+	SplitForward bool
 	// OnStep, if not nil, is called after every step (tests, benchmarks).
 	OnStep func(StepInfo)
 	Log    *slog.Logger
@@ -98,9 +106,14 @@ type StepInfo struct {
 	Checkpoint string
 }
 
-// StepTime splits a step's wall time.
+// StepTime splits a step's wall time: Data (reading and features), Compute
+// (forward and backward), AllReduce, Optimizer. Forward is set only under
+// Options.SplitForward: the time of the same forward pass alone, on a
+// twin graph without gradients, run before (and not counted in) Compute,
+// so Compute - Forward estimates the backward pass.
 type StepTime struct {
 	Data, Compute, AllReduce, Optimizer time.Duration
+	Forward                             time.Duration
 }
 
 // Result is what one Run did.
@@ -164,6 +177,8 @@ const (
 	stSamples
 	stStop
 	stFailed
+	stPlan        // rank 0's budget plan: the job's new step count, 0 for none
+	stBudgetSpent // rank 0 found the wall-clock budget spent
 	stLen
 )
 
@@ -206,15 +221,17 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, fmt.Errorf("trainer: Config.GlobalBatch is %d: want at least the world size %d (one sample per rank)", cfg.GlobalBatch, world)
 	}
 
-	m, opt, cursor, step, err := j.restoreOrInit(ctx, ri, log, report, &res)
+	runStart := time.Now()
+	m, opt, resumed, err := j.restoreOrInit(ctx, ri, log, report, &res)
 	if err != nil {
 		return res, err
 	}
+	cursor, step := resumed.cursor, resumed.step
 	status.LatestCheckpoint = res.LastCheckpoint
 	status.Step = step
 	res.FirstStep, res.Step = step+1, step
-	if step >= cfg.Steps {
-		log.Info("job already complete", "step", step, "steps", cfg.Steps)
+	if step >= cfg.Steps || (resumed.planned > 0 && step >= resumed.planned) {
+		log.Info("job already complete", "step", step, "steps", cfg.Steps, "planned_steps", resumed.planned)
 		return res, nil
 	}
 
@@ -222,6 +239,7 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		Seed: cfg.Seed, BlockShards: cfg.BlockShards, Cursor: cursor,
 		Partition: loader.Partition{Rank: rank, World: world, GlobalBatch: cfg.GlobalBatch},
 		Splits:    []string{shard.SplitTrain}, Metrics: o.LoaderMetrics, Log: log,
+		CacheBytes: dataCacheBytes(j.version.Manifest, o.DataCacheBytes),
 	})
 	if err != nil {
 		return res, err
@@ -230,22 +248,32 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 
 	mc := m.Config()
 	share := (cfg.GlobalBatch + world - 1) / world
-	graphs := map[int]*model.Graph{}
-	graphFor := func(exs []model.Example) (*model.Graph, error) {
-		longest := 1
-		for _, ex := range exs {
-			longest = max(longest, len(ex.Units.Units)+1)
+	type graphKey struct{ rows, positions int }
+	graphs := map[graphKey]*model.Graph{}
+	lossGraphs := map[graphKey]*model.Graph{}
+	graphFor := func(exs []model.Example, lossOnly bool) (*model.Graph, error) {
+		// Rows round up to 8 so a few graphs serve every batch while
+		// padding (rows of samples that yield no pair) costs little.
+		k := graphKey{rows: min(share, (len(exs)+7)/8*8), positions: min(cfg.Positions, mc.MaxUnits)}
+		if cfg.Positions == 0 {
+			longest := 1
+			for _, ex := range exs {
+				longest = max(longest, len(ex.Units.Units)+1)
+			}
+			k.positions = min(mc.MaxUnits, (longest+7)/8*8)
 		}
-		// Round up so a few graphs serve every batch.
-		l := min(mc.MaxUnits, (longest+7)/8*8)
-		if g := graphs[l]; g != nil {
+		gs, build := graphs, m.NewGraph
+		if lossOnly {
+			gs, build = lossGraphs, m.NewLossGraph
+		}
+		if g := gs[k]; g != nil {
 			return g, nil
 		}
-		g, err := m.NewGraph(share, l)
+		g, err := build(k.rows, k.positions)
 		if err != nil {
 			return nil, err
 		}
-		graphs[l] = g
+		gs[k] = g
 		return g, nil
 	}
 	flt := newFilters(j.version.Manifest, mc.Languages)
@@ -254,16 +282,37 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 	grads := make([]float32, len(params))
 	stats := make([]float32, stLen)
 	var bar *progress.Bar
-	if o.Progress != nil && rank == 0 {
-		bar = progress.New(o.Progress, "train "+cfg.JobID, "steps", cfg.Steps)
-		bar.Add(step)
-		defer bar.Done()
+	newBar := func(total int64) {
+		if o.Progress != nil && rank == 0 {
+			if bar != nil {
+				bar.Done()
+			}
+			bar = progress.New(o.Progress, "train "+cfg.JobID, "steps", total)
+			bar.Add(step)
+		}
 	}
+	defer func() {
+		if bar != nil {
+			bar.Done()
+		}
+	}()
+	// total is the step the job ends at; a budget sets it from measured
+	// speed (restored from the checkpoint on resume).
+	total := cfg.Steps
+	bud := budgetPlan{budget: cfg.Budget, start: runStart.Add(-resumed.used), planned: resumed.planned}
+	if bud.planned > 0 {
+		total = min(total, bud.planned)
+	}
+	if cfg.Budget == 0 || bud.planned > 0 {
+		newBar(total)
+	}
+	status.TotalSteps = total
 	report(PhaseTraining)
-	log.Info("training", "from_step", step, "steps", cfg.Steps, "world", world, "global_batch", cfg.GlobalBatch,
-		"params", len(params), "units", mc.Units, "max_units", mc.MaxUnits, "languages", mc.Languages)
+	log.Info("training", "from_step", step, "steps", total, "budget", cfg.Budget, "world", world, "global_batch", cfg.GlobalBatch,
+		"positions", cfg.Positions, "params", len(params), "units", mc.Units, "max_units", mc.MaxUnits, "languages", mc.Languages)
 
-	winStart, winSteps, winSamples := time.Now(), 0, 0
+	winStart, winSteps, winSamples, winExamples := time.Now(), 0, 0, 0
+	bud.markFrom(step)
 	stopRequested := func() bool {
 		select {
 		case <-o.Stop:
@@ -272,32 +321,33 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 			return false
 		}
 	}
-	for step < cfg.Steps {
+	for step < total {
 		var tm StepTime
 		t0 := time.Now()
 		b, err := stream.Next(ctx)
 		if err != nil {
 			return res, fmt.Errorf("trainer: step %d: reading data: %w", step+1, err)
 		}
-		var exs []model.Example
-		var exErr error
-		for _, s := range b.Samples {
-			tgt, ok := flt.drawTarget(cfg.Seed, b.Start.Epoch, s)
-			if !ok {
-				continue
-			}
-			ex, err := cache.example(m, s, tgt)
-			if err != nil {
-				exErr = fmt.Errorf("trainer: step %d: %w", step+1, err)
-				break
-			}
-			exs = append(exs, ex)
+		exs, exErr := buildExamples(m, cache, flt, cfg.Seed, b)
+		if exErr != nil {
+			exErr = fmt.Errorf("trainer: step %d: %w", step+1, exErr)
 		}
 		tm.Data = time.Since(t0)
+		if o.SplitForward && exErr == nil && len(exs) > 0 {
+			tf := time.Now()
+			g, err := graphFor(exs, true)
+			if err == nil {
+				_, err = g.Loss(exs)
+			}
+			if err != nil {
+				exErr = fmt.Errorf("trainer: step %d: forward alone: %w", step+1, err)
+			}
+			tm.Forward = time.Since(tf)
+		}
 		t1 := time.Now()
 		var sums model.Sums
 		if exErr == nil && len(exs) > 0 {
-			g, err := graphFor(exs)
+			g, err := graphFor(exs, false)
 			if err == nil {
 				sums, err = g.Gradients(exs, grads)
 			}
@@ -310,18 +360,26 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 			sums = model.Sums{}
 		}
 		tm.Compute = time.Since(t1)
+		clear(stats)
 		stats[stLoss] = float32(sums.Loss)
 		stats[stExamples] = float32(sums.Examples)
-		stats[stTokens] = float32(sums.Tokens)
+		stats[stTokens] = float32(sums.Scored)
 		stats[stCorrect] = float32(sums.Correct)
 		stats[stSamples] = float32(len(b.Samples))
-		stats[stStop] = 0
 		if stopRequested() {
 			stats[stStop] = 1
 		}
-		stats[stFailed] = 0
 		if exErr != nil {
 			stats[stFailed] = 1
+		}
+		if rank == 0 && cfg.Budget > 0 {
+			// Rank 0 alone times the job; the all-reduce tells the others.
+			if p, ok := bud.replan(time.Now(), step+1); ok {
+				stats[stPlan] = float32(min(p, cfg.Steps))
+			}
+			if bud.spent(time.Now()) {
+				stats[stBudgetSpent] = 1
+			}
 		}
 		t2 := time.Now()
 		// Every rank takes part even when its share failed, so the others
@@ -335,6 +393,27 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		}
 		if stats[stFailed] > 0 {
 			return res, fmt.Errorf("trainer: step %d: another rank failed its share", step+1)
+		}
+		if p := int64(stats[stPlan]); p > 0 {
+			// The decay ends where the budget does; a plan at or before
+			// this step makes it the last.
+			p = max(p, step+1)
+			if bud.planned == 0 {
+				newBar(p)
+			}
+			bud.planned, total = p, p
+			opt.SetDecaySteps(p)
+			status.TotalSteps = p
+			if rank == 0 {
+				log.Info("schedule set from measured speed", "step", step+1, "steps", p, "budget_left", bud.left(time.Now()).Round(time.Second))
+			}
+		}
+		if stats[stBudgetSpent] > 0 && total > step+1 {
+			total = step + 1
+			bud.planned = total
+			if rank == 0 {
+				log.Warn("wall-clock budget spent before the planned steps: ending now", "step", step+1, "budget", cfg.Budget)
+			}
 		}
 		t3 := time.Now()
 		examples := int(stats[stExamples])
@@ -360,11 +439,13 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		res.Losses = append(res.Losses, info.Loss)
 		winSteps++
 		winSamples += info.Samples
+		winExamples += info.Examples
 		stop := stats[stStop] > 0
 
 		if o.Metrics != nil {
 			mt := o.Metrics
 			mt.Step.Set(float64(step))
+			mt.TotalSteps.Set(float64(total))
 			mt.Loss.Set(info.Loss)
 			mt.TokenAccuracy.Set(info.TokenAccuracy)
 			mt.LearningRate.Set(info.LR)
@@ -379,29 +460,34 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		if bar != nil {
 			bar.Add(1)
 		}
-		if step%cfg.LogEvery == 0 || step == cfg.Steps || stop {
+		if step%cfg.LogEvery == 0 || step == total || stop {
 			el := time.Since(winStart).Seconds()
-			sps, samps := float64(winSteps)/el, float64(winSamples)/el
-			eta := time.Duration(float64(cfg.Steps-step) / sps * float64(time.Second))
+			sps, samps, exps := float64(winSteps)/el, float64(winSamples)/el, float64(winExamples)/el
+			eta := time.Duration(float64(total-step) / sps * float64(time.Second))
 			status.StepsPerSecond, status.SamplesPerSecond, status.ETA = sps, samps, eta
 			if o.Metrics != nil {
 				o.Metrics.StepsPerSecond.Set(sps)
 				o.Metrics.SamplesPerSecond.Set(samps)
+				o.Metrics.ExamplesPerSecond.Set(exps)
 				o.Metrics.ETASeconds.Set(eta.Seconds())
 			}
 			if rank == 0 {
-				log.Info("train", "step", step, "loss", info.Loss, "token_acc", info.TokenAccuracy, "lr", info.LR,
-					"grad_norm", info.GradNorm, "steps_per_s", sps, "samples_per_s", samps, "eta", eta.Round(time.Second))
+				log.Info("train", "step", step, "of", total, "loss", round4(info.Loss), "token_acc", round4(info.TokenAccuracy), "lr", info.LR,
+					"grad_norm", round4(info.GradNorm), "steps_per_s", round4(sps), "samples_per_s", round4(samps), "pairs_per_s", round4(exps),
+					"eta", eta.Round(time.Second))
 				rep.Report(ctx, status)
 			}
-			winStart, winSteps, winSamples = time.Now(), 0, 0
+			winStart, winSteps, winSamples, winExamples = time.Now(), 0, 0, 0
 		}
-		if stop || step == cfg.Steps || (cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0) {
+		if stop || step == total || (cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0) {
 			if rank == 0 {
 				report(PhaseCheckpointing)
 				tc := time.Now()
 				st := CheckpointState{Step: step, Cursor: cursor, Loss: info.Loss, TokenAccuracy: info.TokenAccuracy,
-					WorldSize: world, Config: cfg, Time: time.Now().UTC()}
+					WorldSize: world, Config: cfg, Time: time.Now().UTC(), PlannedSteps: bud.planned}
+				if cfg.Budget > 0 {
+					st.BudgetUsed = time.Since(bud.start)
+				}
 				prefix, err := saveCheckpoint(ctx, j.store, m, opt, st)
 				if err != nil {
 					return res, err
@@ -434,9 +520,9 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 // restoreOrInit loads the latest checkpoint on every rank (rank 0 picks it
 // and broadcasts its step, so all ranks load the same one), or learns the
 // codebook on rank 0, broadcasts it and initialises the model from the seed.
-func (j *Job) restoreOrInit(ctx context.Context, ri rankInfo, log *slog.Logger, report func(Phase), res *Result) (*model.Model, *model.Adam, loader.Cursor, int64, error) {
+func (j *Job) restoreOrInit(ctx context.Context, ri rankInfo, log *slog.Logger, report func(Phase), res *Result) (*model.Model, *model.Adam, resumePoint, error) {
 	cfg := j.cfg
-	var zero loader.Cursor
+	var zero resumePoint
 	// hdr: found, step high bits, step low bits, rank-0 error flag.
 	hdr := make([]float32, 4)
 	if ri.rank() == 0 {
@@ -452,27 +538,27 @@ func (j *Job) restoreOrInit(ctx context.Context, ri rankInfo, log *slog.Logger, 
 		default:
 			hdr[3] = 1
 			_ = ri.broadcast(ctx, hdr)
-			return nil, nil, zero, 0, err
+			return nil, nil, zero, err
 		}
 	}
 	if err := ri.broadcast(ctx, hdr); err != nil {
-		return nil, nil, zero, 0, fmt.Errorf("trainer: agreeing on the checkpoint: %w", err)
+		return nil, nil, zero, fmt.Errorf("trainer: agreeing on the checkpoint: %w", err)
 	}
 	if hdr[3] != 0 {
-		return nil, nil, zero, 0, errors.New("trainer: rank 0 could not list checkpoints")
+		return nil, nil, zero, errors.New("trainer: rank 0 could not list checkpoints")
 	}
 	if hdr[0] == 1 {
 		step := int64(hdr[1])<<20 | int64(hdr[2])
 		ck, err := LoadCheckpoint(ctx, j.store, CheckpointPrefix(cfg.JobID, step))
 		if err != nil {
-			return nil, nil, zero, 0, err
+			return nil, nil, zero, err
 		}
 		if err := compatible(cfg, ck); err != nil {
-			return nil, nil, zero, 0, err
+			return nil, nil, zero, err
 		}
 		res.ResumedFrom, res.LastCheckpoint = ck.Prefix, ck.Prefix
 		log.Info("resumed", "checkpoint", ck.Prefix, "step", ck.State.Step, "cursor", ck.State.Cursor, "saved_world", ck.State.WorldSize)
-		return ck.Model, ck.Optimizer, ck.State.Cursor, ck.State.Step, nil
+		return ck.Model, ck.Optimizer, resumePoint{cursor: ck.State.Cursor, step: ck.State.Step, planned: ck.State.PlannedSteps, used: ck.State.BudgetUsed}, nil
 	}
 
 	mc := cfg.Model
@@ -484,34 +570,43 @@ func (j *Job) restoreOrInit(ctx context.Context, ri rankInfo, log *slog.Logger, 
 		ud, err := learnUnits(ctx, j.version, mc, cfg.Seed, cfg.CodebookFrames)
 		if err != nil {
 			_ = ri.broadcast(ctx, buf)
-			return nil, nil, zero, 0, err
+			return nil, nil, zero, err
 		}
 		buf[0], buf[1] = 1, float32(ud.longest)
 		copy(buf[2:], ud.codebook.Centroids)
 		log.Info("units learned", "k", k, "longest_target", ud.longest, "took", time.Since(t0).Round(time.Millisecond))
 	}
 	if err := ri.broadcast(ctx, buf); err != nil {
-		return nil, nil, zero, 0, fmt.Errorf("trainer: broadcasting the codebook: %w", err)
+		return nil, nil, zero, fmt.Errorf("trainer: broadcasting the codebook: %w", err)
 	}
 	if buf[0] != 1 {
-		return nil, nil, zero, 0, errors.New("trainer: rank 0 failed to learn the unit codebook")
+		return nil, nil, zero, errors.New("trainer: rank 0 failed to learn the unit codebook")
 	}
 	longest := int(buf[1])
 	cb := &units.Codebook{K: k, Dim: dim, Centroids: buf[2:]}
 	if mc.MaxUnits == 0 {
 		mc.MaxUnits = longest + 1
 	} else if mc.MaxUnits < longest+1 {
-		return nil, nil, zero, 0, fmt.Errorf("trainer: Config.Model.MaxUnits is %d: the longest canonical target has %d units plus the end marker", mc.MaxUnits, longest)
+		return nil, nil, zero, fmt.Errorf("trainer: Config.Model.MaxUnits is %d: the longest canonical target has %d units plus the end marker", mc.MaxUnits, longest)
 	}
 	m, err := model.New(mc, cb)
 	if err != nil {
-		return nil, nil, zero, 0, fmt.Errorf("trainer: Config.Model: %w", err)
+		return nil, nil, zero, fmt.Errorf("trainer: Config.Model: %w", err)
 	}
 	opt, err := model.NewAdam(cfg.Adam, m.Params().Size())
 	if err != nil {
-		return nil, nil, zero, 0, fmt.Errorf("trainer: Config.Adam: %w", err)
+		return nil, nil, zero, fmt.Errorf("trainer: Config.Adam: %w", err)
 	}
-	return m, opt, zero, 0, nil
+	return m, opt, zero, nil
+}
+
+// resumePoint is where a run starts: a checkpoint's data cursor, step and
+// budget plan, or the zero value for a fresh job.
+type resumePoint struct {
+	cursor  loader.Cursor
+	step    int64
+	planned int64
+	used    time.Duration
 }
 
 // compatible checks that a resumed job would continue the same sequence:

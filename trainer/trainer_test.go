@@ -208,6 +208,26 @@ func TestTrainer(t *testing.T) {
 		}
 	})
 
+	t.Run("EveryPositionOneRankEqualsTwoRanks", func(t *testing.T) {
+		// Positions 0 scores every target position (length-bucketed
+		// graphs): the exact summed loss, split over ranks all the same.
+		cfg1, cfg2 := tinyConfig("allpos1"), tinyConfig("allpos2")
+		cfg1.Positions, cfg2.Positions = 0, 0
+		cfg1.Steps, cfg2.Steps = 8, 8
+		one, errs := runRanks(t, st, cfg1, 1, "1", nil)
+		mustOK(t, errs)
+		two, errs := runRanks(t, st, cfg2, 2, "1", nil)
+		mustOK(t, errs)
+		for i, l := range one[0].Losses {
+			if d := relDiff(l, two[0].Losses[i]); d >= 1e-4 {
+				t.Errorf("step %d: 1 rank %g, 2 ranks %g (relative difference %g)", i+1, l, two[0].Losses[i], d)
+			}
+			if i > 0 && l == one[0].Losses[0] {
+				t.Errorf("step %d repeats step 1's loss %g", i+1, l)
+			}
+		}
+	})
+
 	t.Run("KilledRankResumesExactly", func(t *testing.T) {
 		cfg := tinyConfig("kill")
 		_, errs := runRanks(t, st, cfg, 2, "1", func(r int, o *Options, cancel context.CancelFunc) {
@@ -281,6 +301,32 @@ func TestTrainer(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("BudgetEndsJob", func(t *testing.T) {
+		// A budget spent at once ends the job after its first step, with a
+		// checkpoint that carries the plan, so a restart does nothing.
+		cfg := tinyConfig("budget")
+		cfg.Budget = time.Nanosecond
+		res, errs := runRanks(t, st, cfg, 2, "1", nil)
+		mustOK(t, errs)
+		if res[0].Step != 1 || res[0].Stopped {
+			t.Fatalf("budgeted job ended at step %d (stopped %v), want step 1", res[0].Step, res[0].Stopped)
+		}
+		ck, err := LoadCheckpoint(ctx, st, res[0].LastCheckpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ck.State.PlannedSteps != 1 || ck.State.BudgetUsed <= 0 {
+			t.Fatalf("checkpoint plan %d steps, budget used %s: want 1 step and some time", ck.State.PlannedSteps, ck.State.BudgetUsed)
+		}
+		res, errs = runRanks(t, st, cfg, 2, "2", nil)
+		mustOK(t, errs)
+		if len(res[0].Losses) != 0 || res[0].Step != 1 {
+			t.Fatalf("restarted budgeted job ran %d steps to step %d, want none", len(res[0].Losses), res[0].Step)
+		}
+	})
+
+	t.Run("Evaluate", func(t *testing.T) { testEvaluate(t, st, CheckpointPrefix("ref2", 20)) })
 
 	t.Run("BadConfig", func(t *testing.T) {
 		for _, tc := range []struct {

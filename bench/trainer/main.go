@@ -67,15 +67,39 @@ func parent() error {
 	flag.Var(&size, "size", "bytes of the all-reduced float32 buffer (bytes or KiB/MiB/GiB)")
 	flag.Var(&chunk, "chunk", "bytes per ring message (collective.Config.ChunkBytes)")
 	flag.IntVar(&p.Rounds, "rounds", 9, "measured rounds (after one warm-up); medians are reported")
-	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	timeout := flag.Duration("timeout", 20*time.Minute, "give up after this long")
 	flag.StringVar(&p.Profile, "cpuprofile", "", "write each rank's CPU profile of the measured rounds to this path + rank number")
+	only := flag.String("only", "", "run only one part: allreduce or steps")
+	var sp stepParams
+	flag.IntVar(&sp.Steps, "step-steps", 40, "training steps per rank count in the step-time part (the first quarter warms up)")
+	flag.StringVar(&sp.Langs, "step-langs", "de,en,es,fr", "languages of the step-time part's corpus")
 	flag.Parse()
 	p.Size, p.Chunk = int(size), int(chunk)
 	if p.Ranks < 2 || p.Rounds < 1 || p.Size < 4*p.Ranks || p.Size%4 != 0 {
 		return fmt.Errorf("need -ranks >= 2, -rounds >= 1 and a -size that is a multiple of 4 of at least 4 bytes per rank")
 	}
+	if *only != "" && *only != "allreduce" && *only != "steps" {
+		return fmt.Errorf("-only %q: want allreduce or steps", *only)
+	}
+	if sp.Steps < 4 {
+		return fmt.Errorf("-step-steps %d: want at least 4", sp.Steps)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if *only != "steps" {
+		if err := allReduceBench(ctx, p); err != nil {
+			return err
+		}
+	}
+	if *only != "allreduce" {
+		return stepBench(ctx, sp)
+	}
+	return nil
+}
+
+// allReduceBench is the communication part: p.Ranks processes all-reduce
+// and stream raw TCP in turns.
+func allReduceBench(ctx context.Context, p params) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err

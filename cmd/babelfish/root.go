@@ -26,8 +26,7 @@ language goes straight to speech in another, with no text in between.
 
 One binary holds every role. Researchers build datasets and submit training
 jobs; applications call the Translator gRPC service; SREs watch GPUs and
-queues. Commands marked "planned" are part of the design but not built yet:
-they say which issue brings them and exit with an error.`,
+queues. ` + "`babelfish up`" + ` runs the whole system on one machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -48,15 +47,15 @@ they say which issue brings them and exit with an error.`,
 		&cobra.Group{ID: "ops", Title: "Cluster roles and operations:"},
 	)
 	for _, c := range []*cobra.Command{
-		planned("eval", "Evaluate a checkpoint: MCD-DTW and concept accuracy beside floor and baseline", 4, "research"),
-		planned("serve", "Serve the Translator gRPC API from the current model release", 7, "serve"),
-		planned("translate", "Translate a WAV file through a Babelfish server", 7, "serve"),
-		planned("promote", "Promote a checkpoint to a model release, or roll back", 7, "serve"),
-		planned("up", "Run the whole system on this machine (storage, scheduler, GPUs, serving)", 8, "ops"),
-		planned("submit", "Submit a TrainingJob from a YAML file", 8, "research"),
-		planned("jobs", "List training jobs and their phases", 8, "research"),
-		planned("logs", "Show a training job's logs", 8, "research"),
-		planned("cancel", "Cancel a training job", 8, "research"),
+		newEvalCmd(),
+		newServeCmd(),
+		newTranslateCmd(),
+		newPromoteCmd(),
+		withGroup(newUpCmd(), "ops"),
+		withGroup(newSubmitCmd(), "research"),
+		withGroup(newJobsCmd(), "research"),
+		withGroup(newLogsCmd(), "research"),
+		withGroup(newCancelCmd(), "research"),
 	} {
 		root.AddCommand(c)
 	}
@@ -71,22 +70,6 @@ they say which issue brings them and exit with an error.`,
 	}
 	root.AddCommand(newVersionCmd())
 	return root
-}
-
-// planned returns a command that is part of the design but not built yet.
-// Its help says so and which issue brings it; running it is an error, so a
-// script never mistakes it for work done.
-func planned(name, short string, issue int, group string) *cobra.Command {
-	return &cobra.Command{
-		Use:     name,
-		Short:   fmt.Sprintf("%s (planned: issue %d)", short, issue),
-		Long:    fmt.Sprintf("%s.\n\nNot built yet: issue %d brings it. Running it exits with an error.", short, issue),
-		GroupID: group,
-		Args:    cobra.ArbitraryArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return fmt.Errorf("%s is not built yet (planned in issue %d)", name, issue)
-		},
-	}
 }
 
 func newVersionCmd() *cobra.Command {

@@ -29,19 +29,6 @@ func TestHelpListsEveryRole(t *testing.T) {
 	}
 }
 
-func TestPlannedCommandsFailAndSaySo(t *testing.T) {
-	out, err := run(t, "up", "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out, "planned in issue") && !strings.Contains(out, "issue 8 brings it") {
-		t.Errorf("help of a planned command does not say so:\n%s", out)
-	}
-	if _, err := run(t, "up"); err == nil || !strings.Contains(err.Error(), "not built yet") {
-		t.Errorf("running a planned command: err = %v, want a 'not built yet' error", err)
-	}
-}
-
 func TestBadGlobalFlags(t *testing.T) {
 	tests := []struct {
 		args []string

@@ -14,10 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 
 	"babelfish.dev/babelfish/api/v1alpha1"
+	"babelfish.dev/babelfish/objstore"
 	"babelfish.dev/babelfish/scheduler/controller"
 	"babelfish.dev/babelfish/scheduler/core"
+	"babelfish.dev/babelfish/scheduler/dashboard"
+	"babelfish.dev/babelfish/scheduler/dashboard/kube"
 )
 
 type schedulerFlags struct {
@@ -26,6 +30,21 @@ type schedulerFlags struct {
 	qps        float32
 	burst      int
 	opts       controller.Options
+	dash       dashboardFlags
+	store      *storeFlags
+}
+
+// dashboardFlags configure the SRE page `scheduler --dashboard-listen`
+// serves.
+type dashboardFlags struct {
+	listen           string
+	title            string
+	agentNamespace   string
+	agentSelector    string
+	servingNamespace string
+	servingSelector  string
+	models           []string
+	scrapeTimeout    time.Duration
 }
 
 // newSchedulerCmd is `babelfish scheduler`: the Kubernetes GPU scheduler of
@@ -51,6 +70,13 @@ from its last checkpoint with exponential backoff.
 Replicas elect a leader on a Lease (--lease-namespace/--lease-name); only the
 leader schedules, and a new leader rebuilds everything from the API server.
 /metrics and /healthz are served on --listen.
+
+With --dashboard-listen, every replica (leader or not) also serves the SRE
+dashboard page there: GPUs per node from the GPU agents' Node inventories and
+live /metrics (pods matching --dashboard-agent-selector), the TrainingJobs and
+their phases, the model releases in the object store (--s3-* flags or
+BABELFISH_S3_* variables; the section says so when none is set), and serving
+QPS and p99 from the serving pods' /metrics.
 
 Policies: ` + fmt.Sprint(core.PolicyNames()),
 		Args: cobra.NoArgs,
@@ -81,10 +107,23 @@ Policies: ` + fmt.Sprint(core.PolicyNames()),
 	fl.DurationVar(&o.LeaseDuration, "lease-duration", controller.DefaultLeaseDuration, "how long a leader's Lease lasts without renewal")
 	fl.DurationVar(&o.RenewDeadline, "renew-deadline", controller.DefaultRenewDeadline, "how long the leader tries to renew before it steps down")
 	fl.DurationVar(&o.RetryPeriod, "retry-period", controller.DefaultRetryPeriod, "interval of Lease attempts")
+	d := &f.dash
+	fl.StringVar(&d.listen, "dashboard-listen", "", "address of the SRE dashboard page, e.g. :8081; empty serves none")
+	fl.StringVar(&d.title, "dashboard-title", "Babelfish", "title of the dashboard page, e.g. the cluster's name")
+	fl.StringVar(&d.agentNamespace, "dashboard-agent-namespace", envOr("POD_NAMESPACE", ""), "namespace of the GPU agent pods (default $POD_NAMESPACE; empty: all)")
+	fl.StringVar(&d.agentSelector, "dashboard-agent-selector", kube.DefaultAgentSelector, "label selector of the GPU agent pods whose /metrics the dashboard scrapes")
+	fl.StringVar(&d.servingNamespace, "dashboard-serving-namespace", envOr("POD_NAMESPACE", ""), "namespace of the serving pods (default $POD_NAMESPACE; empty: all)")
+	fl.StringVar(&d.servingSelector, "dashboard-serving-selector", kube.DefaultServingSelector, "label selector of the serving pods whose /metrics the dashboard scrapes")
+	fl.StringSliceVar(&d.models, "dashboard-models", nil, "models whose releases the dashboard lists (default: every model in the object store)")
+	fl.DurationVar(&d.scrapeTimeout, "dashboard-scrape-timeout", kube.DefaultScrapeTimeout, "time one agent or serving pod has to answer before its figures show as dashes")
+	f.store = addStoreFlags(cmd)
 	cmd.PreRunE = func(*cobra.Command, []string) error {
 		o.DisablePreemption = !*preempt
 		if f.qps <= 0 || f.burst < 1 {
 			return fmt.Errorf("--kube-api-qps %g and --kube-api-burst %d: must be > 0", f.qps, f.burst)
+		}
+		if f.dash.listen != "" && f.dash.listen == f.listen {
+			return fmt.Errorf("--dashboard-listen %s: must differ from --listen", f.dash.listen)
 		}
 		return nil
 	}
@@ -114,30 +153,51 @@ func runScheduler(ctx context.Context, f *schedulerFlags) error {
 	if err != nil {
 		return err
 	}
+	var dash http.Handler
+	if f.dash.listen != "" {
+		if dash, err = newKubeDashboard(ctx, cfg, f); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 1)
-	if f.listen != "" {
-		ln, err := net.Listen("tcp", f.listen)
-		if err != nil {
-			return fmt.Errorf("--listen %s: %w", f.listen, err)
+	errc := make(chan error, 2)
+	var servers []*http.Server
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer scancel()
+		for _, srv := range servers {
+			_ = srv.Shutdown(sctx)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}()
+	serve := func(flag, addr string, h http.Handler, what string) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", flag, addr, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("--listen %s: %w", f.listen, err)
+				errc <- fmt.Errorf("%s %s: %w", flag, addr, err)
 				cancel()
 			}
 		}()
-		defer func() {
-			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer scancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		slog.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+		slog.Info("serving "+what, "addr", ln.Addr().String())
+		return nil
+	}
+	if f.listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		if err := serve("--listen", f.listen, mux, "/metrics and /healthz"); err != nil {
+			return err
+		}
+	}
+	if dash != nil {
+		if err := serve("--dashboard-listen", f.dash.listen, dash, "the dashboard page"); err != nil {
+			return err
+		}
 	}
 	runErr := s.Run(ctx)
 	select {
@@ -146,4 +206,44 @@ func runScheduler(ctx context.Context, f *schedulerFlags) error {
 	default:
 	}
 	return runErr
+}
+
+// newKubeDashboard is the dashboard page over the cluster: GPUs, jobs and
+// serving from the API server and the pods' /metrics, releases from the
+// object store when one is configured.
+func newKubeDashboard(ctx context.Context, cfg *rest.Config, f *schedulerFlags) (http.Handler, error) {
+	d := &f.dash
+	opts := []kube.Option{
+		kube.WithJobNamespace(f.opts.Namespace),
+		kube.WithNodeSelector(f.opts.NodeSelector),
+		kube.WithAgentPods(d.agentNamespace, d.agentSelector),
+		kube.WithServingPods(d.servingNamespace, d.servingSelector),
+		kube.WithScrapeTimeout(d.scrapeTimeout),
+		kube.WithLogger(slog.Default()),
+	}
+	switch {
+	case f.store.envErr != nil:
+		return nil, f.store.envErr
+	case f.store.cfg.Endpoint == "":
+		slog.Warn("no object store configured (--s3-* flags or BABELFISH_S3_* variables): the dashboard lists no model releases")
+	default:
+		if err := f.store.cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("dashboard releases: %w", err)
+		}
+		store, err := objstore.New(ctx, f.store.cfg, objstore.WithLogger(slog.Default()))
+		if err != nil {
+			return nil, fmt.Errorf("dashboard releases: %w", err)
+		}
+		rel, err := kube.NewRegistry(store, kube.WithModels(d.models...), kube.WithRegistryLogger(slog.Default()))
+		if err != nil {
+			return nil, fmt.Errorf("--dashboard-models: %w", err)
+		}
+		opts = append(opts, kube.WithReleases(rel))
+	}
+	src, err := kube.New(cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	// The poll timeout covers a scrape of every pod and the API lists.
+	return dashboard.New(src, dashboard.WithTitle(d.title), dashboard.WithTimeout(d.scrapeTimeout+5*time.Second), dashboard.WithLogger(slog.Default()))
 }

@@ -38,6 +38,7 @@ type trainerOptions struct {
 	metricsListen string
 	grace         time.Duration
 	progress      bool
+	dataCache     int64
 }
 
 func newTrainerCmd() *cobra.Command {
@@ -64,8 +65,11 @@ or the end of the grace period, exits at once without one.`,
 	f.StringVar(&c.Dataset, "dataset", "", "dataset name")
 	f.StringVar(&c.DatasetVersion, "dataset-version", "", "dataset version")
 	f.StringVar(&o.langs, "langs", "", "comma-separated languages to train (default: all of the dataset's)")
-	f.Int64Var(&c.Steps, "steps", c.Steps, "optimizer steps of the whole job")
-	f.IntVar(&c.GlobalBatch, "global-batch", c.GlobalBatch, "samples per step over all ranks")
+	f.Int64Var(&c.Steps, "steps", c.Steps, "optimizer steps of the whole job (with --budget: an upper bound, default none)")
+	f.DurationVar(&c.Budget, "budget", 0, "wall-clock budget of the whole job, e.g. 60m: the step count and the cosine decay are set from measured speed, and the job ends with a checkpoint when it is spent (0: --steps decide)")
+	f.IntVar(&c.GlobalBatch, "global-batch", c.GlobalBatch, "samples per step over all ranks (about 3/4 of them yield a translation pair on the synthetic corpus)")
+	f.IntVar(&c.Positions, "positions", c.Positions, "target positions scored per example and step, sampled (0: every position)")
+	f.Int64Var(&o.dataCache, "data-cache", 0, "bytes of shards the loader keeps in memory (0: the whole train split up to 4 GiB)")
 	f.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the data order, pair drawing and k-means")
 	f.IntVar(&c.BlockShards, "block-shards", c.BlockShards, "shards whose samples the loader mixes")
 	f.Int64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "checkpoint interval in steps (0: only at the end and on stop)")
@@ -93,6 +97,9 @@ or the end of the grace period, exits at once without one.`,
 	store := addStoreFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := flagsFromEnv(cmd.Flags(), os.LookupEnv); err != nil {
+			return err
+		}
+		if err := flagsFromJobEnv(cmd.Flags(), os.LookupEnv); err != nil {
 			return err
 		}
 		return runTrainer(cmd, o, store)
@@ -139,6 +146,12 @@ func runTrainer(cmd *cobra.Command, o *trainerOptions, sf *storeFlags) error {
 	if cfg.Model.EncoderHidden, err = parseInts("enc", o.enc); err != nil {
 		return err
 	}
+	if cfg.Budget > 0 && !cmd.Flags().Changed("steps") { // set from the environment counts as changed
+		cfg.Steps = trainer.MaxSteps
+	}
+	if o.dataCache < 0 {
+		return fmt.Errorf("--data-cache is %d: want >= 0", o.dataCache)
+	}
 	if o.grace <= 0 {
 		return fmt.Errorf("--grace-period is %s: want > 0", o.grace)
 	}
@@ -146,7 +159,10 @@ func runTrainer(cmd *cobra.Command, o *trainerOptions, sf *storeFlags) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(cmd.Context())
+	// Not cmd.Context(): main cancels that on the first SIGTERM, which would
+	// abort the step this command's own handler below lets finish and
+	// checkpoint; here only a second signal or the grace period cancels.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(cmd.Context()))
 	defer cancel()
 	store, err := sf.open(ctx)
 	if err != nil {
@@ -224,7 +240,7 @@ func runTrainer(cmd *cobra.Command, o *trainerOptions, sf *storeFlags) error {
 		}
 		defer group.Close()
 	}
-	opts := trainer.Options{Group: group, Stop: stop, Reporter: trainer.NopReporter{}, Metrics: metrics, LoaderMetrics: lm, Log: log}
+	opts := trainer.Options{Group: group, Stop: stop, Reporter: trainer.NopReporter{}, Metrics: metrics, LoaderMetrics: lm, Log: log, DataCacheBytes: o.dataCache}
 	if o.progress {
 		opts.Progress = cmd.ErrOrStderr()
 	}

@@ -1,50 +1,18 @@
 package testenv
 
-import (
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-)
+import "babelfish.dev/babelfish/internal/tools"
 
 // ToolsEnv names the environment variable that overrides the tools cache.
-const ToolsEnv = "BABELFISH_TOOLS"
+const ToolsEnv = tools.Env
 
 // ToolsDir returns the tools cache: $BABELFISH_TOOLS, else
 // $HOME/.cache/babelfish/tools, as scripts/bootstrap.sh fills it.
-func ToolsDir() (string, error) {
-	if d := os.Getenv(ToolsEnv); d != "" {
-		return d, nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("testenv: no %s and no home directory: %w", ToolsEnv, err)
-	}
-	return filepath.Join(home, ".cache", "babelfish", "tools"), nil
-}
+func ToolsDir() (string, error) { return tools.Dir() }
 
 // Tool returns the path of an executable in the tools cache's bin directory,
 // or an error that says how to build it.
-func Tool(name string) (string, error) {
-	dir, err := ToolsDir()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "bin", name)
-	info, err := os.Stat(p)
-	if err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("testenv: %s not found at %s: run `make tools` (scripts/bootstrap.sh) to build it into the tools cache", name, p)
-	}
-	return p, nil
-}
+func Tool(name string) (string, error) { return tools.Tool(name) }
 
 // SystemTool returns the path of a program installed from Debian packages
 // (espeak-ng, sox, protoc), or an error that says how to install it.
-func SystemTool(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if errors.Is(err, exec.ErrNotFound) {
-		return "", fmt.Errorf("testenv: %s is not installed: run `make tools` (it installs the Debian packages the project needs)", name)
-	}
-	return p, err
-}
+func SystemTool(name string) (string, error) { return tools.SystemTool(name) }

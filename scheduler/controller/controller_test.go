@@ -32,6 +32,7 @@ func TestWithAPIServer(t *testing.T) {
 		{"unhealthy GPU avoided", testUnhealthyGPU},
 		{"restart from checkpoint", testRestart},
 		{"scheduler killed mid-flight", testFailover},
+		{"jobs gauge", testJobsGauge},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, e) })
 	}

@@ -21,6 +21,8 @@ type passState struct {
 	jobs  map[string]*jobState
 	order []*jobState // in the order the API server listed them
 	stats PassStats
+	// read: the pass read the world, so order holds every job.
+	read bool
 
 	mu   sync.Mutex
 	errs []error
@@ -48,6 +50,9 @@ func (s *Scheduler) pass(ctx context.Context) (PassStats, time.Time) {
 	s.metrics.passes.Inc()
 	s.metrics.passSeconds.Observe(ps.stats.Duration.Seconds())
 	s.metrics.pending.Set(float64(ps.stats.Pending))
+	if ps.read {
+		s.metrics.setJobs(ps.order)
+	}
 	s.log.Debug("scheduling pass", "pass", ps.stats.Pass, "took", ps.stats.Duration, "admitted", ps.stats.Admitted,
 		"bound", ps.stats.PodsBound, "preempted", ps.stats.Preempted, "restarted", ps.stats.Restarted, "pending", ps.stats.Pending)
 	return ps.stats, wake
@@ -62,6 +67,7 @@ func (s *Scheduler) runPass(ctx context.Context, ps *passState) time.Time {
 	}
 	tRead := time.Since(t0)
 	ps.now = w.now
+	ps.read = true
 	nodes := nodeInfos(w.nodes, w.foreign, s.log)
 	nodeSet := make(map[string]bool, len(nodes))
 	for _, n := range nodes {

@@ -29,6 +29,11 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* selector: the selector labels as a label selector string (a=b,c=d). */}}
+{{- define "babelfish.selector" -}}
+{{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=%s" (include "babelfish.name" .root) .root.Release.Name .component -}}
+{{- end -}}
+
 {{- define "babelfish.labels" -}}
 {{ include "babelfish.selectorLabels" . }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -162,5 +167,9 @@ BABELFISH_S3_* variables objstore.ConfigFromEnv reads, keys from a Secret.
 {{- end -}}
 {{- if and .Values.gpuAgent.enabled .Values.gpuAgent.privileged .Values.gpuAgent.fakeGPUs -}}
 {{- fail "gpuAgent.privileged is true with gpuAgent.fakeGPUs set: simulated GPUs need no device access" -}}
+{{- end -}}
+{{- $sd := .Values.scheduler.dashboard -}}
+{{- if and .Values.scheduler.enabled $sd.enabled (eq (int $sd.port) (int .Values.scheduler.metricsPort)) -}}
+{{- fail (printf "scheduler.dashboard.port (%d) equals scheduler.metricsPort: the dashboard needs its own port" (int $sd.port)) -}}
 {{- end -}}
 {{- end -}}

@@ -1,0 +1,109 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// maxScrapeBytes bounds one /metrics answer.
+const maxScrapeBytes = 8 << 20
+
+// metricsPortName is the container port the chart names for /metrics.
+const metricsPortName = "metrics"
+
+// families is one parsed /metrics answer.
+type families map[string]*dto.MetricFamily
+
+// scrape GETs url's Prometheus text under timeout and parses it.
+func scrape(ctx context.Context, client *http.Client, url string, timeout time.Duration) (families, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrapeBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	if len(b) > maxScrapeBytes {
+		return nil, fmt.Errorf("scrape %s: answer over %d bytes", url, maxScrapeBytes)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: parse: %w", url, err)
+	}
+	return fams, nil
+}
+
+// podMetricsURL is http://podIP:port/metrics, port being the container
+// port named "metrics" or else def; "" when the pod has no IP yet.
+func podMetricsURL(p *corev1.Pod, def int) string {
+	if p.Status.PodIP == "" {
+		return ""
+	}
+	port := def
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == metricsPortName && cp.ContainerPort > 0 {
+				port = int(cp.ContainerPort)
+			}
+		}
+	}
+	return "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port)) + "/metrics"
+}
+
+// podUsable: running and not being deleted, so worth a scrape.
+func podUsable(p *corev1.Pod) bool {
+	return p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func labelMap(m *dto.Metric) map[string]string {
+	l := make(map[string]string, len(m.GetLabel()))
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}
