@@ -310,7 +310,7 @@ func runUp(ctx context.Context, out io.Writer, o *upOptions, sf *storeFlags) (er
 	}
 	st.Dashboard = st.API + "/"
 	stats := &servingStats{metrics: translator.MetricsHandler(), release: translator.Release}
-	src := &upSource{agent: agent, exec: exec, store: store, model: o.model, serving: stats.Serving}
+	src := &upSource{agent: agent, agentURL: "http://" + agentLn.Addr().String(), exec: exec, store: store, model: o.model, serving: stats.Serving}
 	dash, err := newDashboard(src)
 	if err != nil {
 		apiLn.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"babelfish.dev/babelfish/api/v1alpha1"
 	"babelfish.dev/babelfish/model/registry"
@@ -18,19 +19,38 @@ import (
 
 // upSource feeds the dashboard from `up`'s own parts.
 type upSource struct {
-	agent   *nvml.Agent
-	exec    *local.Executor
-	store   *objstore.Client
-	model   string
-	serving func(context.Context) (dashboard.Serving, error)
+	agent *nvml.Agent
+	// agentURL is where the agent serves /metrics: read like any node's
+	// agent, it gives utilization, temperature and power too.
+	agentURL string
+	exec     *local.Executor
+	store    *objstore.Client
+	model    string
+	serving  func(context.Context) (dashboard.Serving, error)
 }
 
 func newDashboard(src *upSource) (http.Handler, error) {
 	return dashboard.New(src, dashboard.WithTitle("Babelfish (up)"), dashboard.WithLogger(slog.Default()))
 }
 
-func (s *upSource) GPUs(context.Context) ([]dashboard.Node, error) {
+func (s *upSource) GPUs(ctx context.Context) ([]dashboard.Node, error) {
 	n := dashboard.Node{Name: local.LocalNode}
+	if s.agentURL != "" {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rows, err := nvml.ScrapeAgent(sctx, http.DefaultClient, s.agentURL)
+		cancel()
+		if err == nil {
+			for _, r := range rows {
+				dg := dashboard.GPU{Index: r.Index, UUID: r.UUID, Model: r.Model, UtilPct: r.UtilPct,
+					MemUsedMiB: r.MemUsedMiB, MemTotalMiB: r.MemTotalMiB, TempC: r.TempC, PowerW: r.PowerW,
+					Healthy: r.Healthy == nil || *r.Healthy, Reason: r.Reason, Pods: r.Pods}
+				n.GPUs = append(n.GPUs, dg)
+			}
+			return []dashboard.Node{n}, nil
+		}
+		slog.Debug("up dashboard: reading the GPU agent's metrics; showing its snapshot", "err", err)
+	}
+	// The agent's own snapshot: memory and health, no live readings.
 	for _, g := range s.agent.GPUs() {
 		dg := dashboard.GPU{Index: g.Index, UUID: g.UUID, Model: g.Model, Healthy: g.Healthy, Reason: g.Reason}
 		total := float64(g.MemoryMiB)

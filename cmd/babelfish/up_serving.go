@@ -14,6 +14,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"babelfish.dev/babelfish/scheduler/dashboard"
 )
@@ -41,7 +42,8 @@ func (s *servingStats) sample() (*servingSample, error) {
 	if rec.Code != http.StatusOK {
 		return nil, fmt.Errorf("serving metrics: status %d", rec.Code)
 	}
-	var p expfmt.TextParser
+	// The zero TextParser panics on its unset name validation scheme.
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
 	if err != nil {
 		return nil, fmt.Errorf("serving metrics: %w", err)

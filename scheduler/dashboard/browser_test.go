@@ -3,8 +3,6 @@ package dashboard_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"image/png"
 	"math"
 	"net/http"
@@ -13,23 +11,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
-	"github.com/chromedp/chromedp"
-
-	"babelfish.dev/babelfish/internal/testenv"
+	"babelfish.dev/babelfish/internal/browser"
 	"babelfish.dev/babelfish/nvml"
 	"babelfish.dev/babelfish/scheduler/dashboard"
 )
-
-// ArtifactsEnv names a directory where the browser test leaves its
-// screenshot; without it the test uses t.ArtifactDir() (kept with
-// `go test -artifacts`).
-const ArtifactsEnv = "BABELFISH_ARTIFACTS"
 
 // agentSource is the source `babelfish up --fake-gpus=dgxa100` gives the
 // dashboard: GPUs scraped from a real GPU agent's /metrics (go-nvml's
@@ -85,39 +73,14 @@ func (s *agentSource) Serving(context.Context) (dashboard.Serving, error) {
 	return dashboard.Serving{QPS: 40 + 15*math.Sin(x), P99Seconds: ptr(0.180 + 0.04*math.Cos(x)), ErrorRatio: 0.001, Replicas: 2, Release: 2, Model: "s2st"}, nil
 }
 
-// chromium finds the Debian package's browser on PATH (scripts/bootstrap.sh
-// installs it), failing the test with what to do when it is missing.
-func chromium(t *testing.T) string {
-	t.Helper()
-	var errs []error
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		p, err := testenv.SystemTool(name)
-		if err == nil {
-			return p
-		}
-		errs = append(errs, err)
-	}
-	t.Fatalf("headless Chromium is needed for the dashboard test: %v", errors.Join(errs...))
-	return ""
-}
-
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv(ArtifactsEnv); d != "" {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatalf("%s: %v", ArtifactsEnv, err)
-		}
-		return d
-	}
-	return t.ArtifactDir()
-}
-
 // TestDashboardInChromium loads the page in real headless Chromium against
 // a GPU agent on a simulated DGX A100: no console error, 8 GPUs whose
 // readings change while the page polls, the running job with its progress
 // moving, the releases and serving figures; a screenshot is kept.
 func TestDashboardInChromium(t *testing.T) {
-	exe := chromium(t)
+	if _, err := browser.Find(); err != nil {
+		t.Fatalf("headless Chromium is needed for the dashboard test: %v", err)
+	}
 
 	fake, err := nvml.NewFake("dgxa100")
 	if err != nil {
@@ -153,57 +116,14 @@ func TestDashboardInChromium(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(exe),
-		chromedp.WindowSize(1400, 1100),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	if os.Geteuid() == 0 {
-		// Chromium refuses to run its sandbox as root.
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
-	defer cancelCtx()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
-
-	var (
-		mu       sync.Mutex
-		problems []string
-	)
-	chromedp.ListenTarget(ctx, func(ev any) {
-		var msg string
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.APITypeError || ev.Type == runtime.APITypeAssert || ev.Type == runtime.APITypeWarning {
-				var args []string
-				for _, a := range ev.Args {
-					args = append(args, string(a.Value)+a.Description)
-				}
-				msg = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
-			}
-		case *runtime.EventExceptionThrown:
-			msg = "uncaught exception: " + ev.ExceptionDetails.Text
-			if ev.ExceptionDetails.Exception != nil {
-				msg += " " + ev.ExceptionDetails.Exception.Description
-			}
-		case *cdplog.EventEntryAdded:
-			if ev.Entry.Level == cdplog.LevelError || ev.Entry.Level == cdplog.LevelWarning {
-				msg = fmt.Sprintf("log %s (%s): %s %s", ev.Entry.Level, ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
-			}
-		}
-		if msg != "" {
-			mu.Lock()
-			problems = append(problems, msg)
-			mu.Unlock()
-		}
-	})
-
 	began := time.Now()
-	if err := chromedp.Run(ctx, cdplog.Enable(), runtime.Enable(), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#gpus .gpu`, chromedp.ByQuery)); err != nil {
-		t.Fatalf("load the page in %s: %v", exe, err)
+	page, err := browser.Open(t.Context(), srv.URL+"/", browser.WithWindowSize(1400, 1100), browser.WithTimeout(90*time.Second), browser.WithLogf(t.Logf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page.Close()
+	if err := page.WaitVisible(`#gpus .gpu`); err != nil {
+		t.Fatalf("load the page in %s: %v", page.Exe, err)
 	}
 	t.Logf("page showed its first GPU %v after navigation", time.Since(began).Round(time.Millisecond))
 
@@ -238,7 +158,7 @@ func TestDashboardInChromium(t *testing.T) {
 		};
 	})()`
 	var first view
-	if err := chromedp.Run(ctx, chromedp.Evaluate(read, &first)); err != nil {
+	if err := page.Eval(read, &first); err != nil {
 		t.Fatal(err)
 	}
 	if len(first.GPUs) != 8 {
@@ -269,7 +189,7 @@ func TestDashboardInChromium(t *testing.T) {
 	changed := 0
 	for {
 		time.Sleep(500 * time.Millisecond)
-		if err := chromedp.Run(ctx, chromedp.Evaluate(read, &later)); err != nil {
+		if err := page.Eval(read, &later); err != nil {
 			t.Fatal(err)
 		}
 		changed = 0
@@ -294,8 +214,8 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("page shows %d GPUs after updates", len(later.GPUs))
 	}
 
-	var shot []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 100)); err != nil {
+	shot, err := page.Screenshot()
+	if err != nil {
 		t.Fatal(err)
 	}
 	img, err := png.Decode(bytes.NewReader(shot))
@@ -305,7 +225,7 @@ func TestDashboardInChromium(t *testing.T) {
 	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 600 {
 		t.Errorf("screenshot is %v; want at least 800x600", b)
 	}
-	out := filepath.Join(artifactDir(t), "dashboard.png")
+	out := filepath.Join(browser.ArtifactDir(t), "dashboard.png")
 	if err := os.WriteFile(out, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -313,26 +233,10 @@ func TestDashboardInChromium(t *testing.T) {
 
 	// The listener hears console errors: a probe must come through, and
 	// must be the only thing that did.
-	const probe = "babelfish-console-probe"
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`console.error("`+probe+`")`, nil)); err != nil {
+	if err := page.CheckConsole(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	heard := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, probe) })
-	}
-	for end := time.Now().Add(5 * time.Second); !heard() && time.Now().Before(end); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !heard() {
-		t.Fatal("a console.error made by the test was not seen: console errors would go unnoticed")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
-		if !strings.Contains(p, probe) {
-			t.Errorf("browser reported: %s", p)
-		}
+	for _, p := range page.Problems() {
+		t.Errorf("browser reported: %s", p)
 	}
 }
