@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -79,7 +80,15 @@ func (m *Model) NewLossGraph(batch, positions int) (*Graph, error) {
 	return m.newGraph(batch, positions, true)
 }
 
+// graphBuild serialises graph construction: gorgonia keeps unguarded
+// package-level counters (internal/encoding's group ids) that building
+// graphs in several goroutines at once races on (ranks of one process,
+// tests). Running built graphs needs no lock.
+var graphBuild sync.Mutex
+
 func (m *Model) newGraph(batch, positions int, forwardOnly bool) (*Graph, error) {
+	graphBuild.Lock()
+	defer graphBuild.Unlock()
 	if batch < 1 || batch > 1<<16 {
 		return nil, fmt.Errorf("model: graph batch size %d: want 1..65536", batch)
 	}

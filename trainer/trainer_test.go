@@ -189,11 +189,9 @@ func TestTrainer(t *testing.T) {
 		}
 		return s / float64(len(xs))
 	}
-	first, last := mean(ref[0].Losses[:5]), mean(ref[0].Losses[15:])
-	if !(last < first) {
-		t.Errorf("mean loss did not fall over 20 steps (%.4f -> %.4f): %v", first, last, ref[0].Losses)
-	}
-	t.Logf("2 ranks: mean loss of steps 1-5 %.4f, of steps 16-20 %.4f", first, last)
+	// Sampled positions make each step's loss an estimate; the exact
+	// (every-position) run below checks that the loss falls.
+	t.Logf("2 ranks, 2 sampled positions: mean loss of steps 1-5 %.4f, of steps 16-20 %.4f", mean(ref[0].Losses[:5]), mean(ref[0].Losses[15:]))
 
 	t.Run("OneRankEqualsTwoRanks", func(t *testing.T) {
 		one, errs := runRanks(t, st, tinyConfig("ref1"), 1, "1", nil)
@@ -213,11 +211,15 @@ func TestTrainer(t *testing.T) {
 		// graphs): the exact summed loss, split over ranks all the same.
 		cfg1, cfg2 := tinyConfig("allpos1"), tinyConfig("allpos2")
 		cfg1.Positions, cfg2.Positions = 0, 0
-		cfg1.Steps, cfg2.Steps = 8, 8
 		one, errs := runRanks(t, st, cfg1, 1, "1", nil)
 		mustOK(t, errs)
 		two, errs := runRanks(t, st, cfg2, 2, "1", nil)
 		mustOK(t, errs)
+		first, last := mean(one[0].Losses[:5]), mean(one[0].Losses[15:])
+		if !(last < first) {
+			t.Errorf("mean loss did not fall over 20 steps (%.4f -> %.4f): %v", first, last, one[0].Losses)
+		}
+		t.Logf("every position: mean loss of steps 1-5 %.4f, of steps 16-20 %.4f", first, last)
 		for i, l := range one[0].Losses {
 			if d := relDiff(l, two[0].Losses[i]); d >= 1e-4 {
 				t.Errorf("step %d: 1 rank %g, 2 ranks %g (relative difference %g)", i+1, l, two[0].Losses[i], d)

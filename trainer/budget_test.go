@@ -1,0 +1,47 @@
+package trainer
+
+import (
+	"testing"
+	"time"
+)
+
+// TestBudgetPlan drives the planner with a fake clock: plans follow the
+// measured speed, never grow in the second half, and stop in the last
+// tenth.
+func TestBudgetPlan(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := budgetPlan{budget: 1000 * time.Second, start: t0}
+	b.markStep, b.markTime, b.nextAt = 0, t0, planFirst
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	steps := []struct {
+		name   string
+		now    float64
+		step   int64
+		want   int64 // 0: no plan
+		replan bool
+	}{
+		{"not due", 5, 10, 0, false},
+		// 50 steps in 50 s: 1 step/s, 950 s left less a 10 s reserve.
+		{"first plan", 50, 50, 50 + 940, true},
+		{"not due again", 100, 100, 0, false},
+		// 250 more steps in 125 s: 2 steps/s over 815 s left.
+		{"faster", 175, 300, 300 + 2*815, true},
+		// Second half: 800 steps in 345 s would plan more; refused.
+		{"no growth late", 520, 1100, 0, false},
+		// 250 steps in 330 s over 140 s left shrinks the plan.
+		{"slower", 850, 1350, 1350 + 106, true},
+		{"last tenth", 960, 1600, 0, false},
+	}
+	for _, s := range steps {
+		got, ok := b.replan(at(s.now), s.step)
+		if ok != s.replan || got != s.want {
+			t.Fatalf("%s: plan %d, %v; want %d, %v", s.name, got, ok, s.want, s.replan)
+		}
+		if ok {
+			b.planned = got
+		}
+	}
+	if !b.spent(at(1000)) || b.spent(at(999)) {
+		t.Error("budget spent at the wrong time")
+	}
+}
