@@ -15,11 +15,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"babelfish.dev/babelfish/internal/promscrape"
 	"babelfish.dev/babelfish/nvml/inventory"
 )
 
@@ -42,9 +41,6 @@ type Row struct {
 	Updated     time.Time
 }
 
-// maxScrapeBytes bounds one agent's answer.
-const maxScrapeBytes = 8 << 20
-
 // ScrapeAgent reads one agent's /metrics (and /inventory, for the reasons
 // of unhealthy GPUs) at base, e.g. http://node-1:9400. It also reads a
 // dcgm-exporter, whose names the agent shares, minus health and islands.
@@ -53,12 +49,11 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("agent address %q: want a URL like http://host:9400", base)
 	}
-	body, err := get(ctx, client, u.JoinPath("metrics").String())
+	body, err := promscrape.Get(ctx, client, u.JoinPath("metrics").String())
 	if err != nil {
 		return nil, err
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	fams, err := promscrape.Families(body)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: parse metrics: %w", base, err)
 	}
@@ -113,7 +108,7 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 			}
 		}
 	}
-	if raw, err := get(ctx, client, u.JoinPath("inventory").String()); err == nil {
+	if raw, err := promscrape.Get(ctx, client, u.JoinPath("inventory").String()); err == nil {
 		if inv, err := inventory.Parse(raw); err == nil {
 			for _, g := range inv.GPUs {
 				for _, r := range rows {
@@ -132,30 +127,6 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 	}
 	SortRows(out)
 	return out, nil
-}
-
-func get(ctx context.Context, client *http.Client, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: %s", u, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrapeBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", u, err)
-	}
-	if len(b) > maxScrapeBytes {
-		return nil, fmt.Errorf("scrape %s: answer over %d bytes", u, maxScrapeBytes)
-	}
-	return b, nil
 }
 
 func labelMap(m *dto.Metric) map[string]string {

@@ -2,22 +2,16 @@ package kube
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
-)
 
-// maxScrapeBytes bounds one /metrics answer.
-const maxScrapeBytes = 8 << 20
+	"babelfish.dev/babelfish/internal/promscrape"
+)
 
 // metricsPortName is the container port the chart names for /metrics.
 const metricsPortName = "metrics"
@@ -25,36 +19,11 @@ const metricsPortName = "metrics"
 // families is one parsed /metrics answer.
 type families map[string]*dto.MetricFamily
 
-// scrape GETs url's Prometheus text under timeout and parses it.
+// scrape reads url's metrics under timeout.
 func scrape(ctx context.Context, client *http.Client, url string, timeout time.Duration) (families, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxScrapeBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	if len(b) > maxScrapeBytes {
-		return nil, fmt.Errorf("scrape %s: answer over %d bytes", url, maxScrapeBytes)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: parse: %w", url, err)
-	}
-	return fams, nil
+	return promscrape.Scrape(ctx, client, url)
 }
 
 // podMetricsURL is http://podIP:port/metrics, port being the container
