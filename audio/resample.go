@@ -247,9 +247,20 @@ func Resample(c Clip, outRate int) (Clip, error) {
 	if err != nil {
 		return Clip{}, err
 	}
+	return r.Clip(c)
+}
+
+// Clip resamples a whole clip in one go, forgetting any stream in progress.
+// Designing the filter costs more than resampling a short clip, so callers
+// that convert many clips keep one Resampler per goroutine and call this.
+func (r *Resampler) Clip(c Clip) (Clip, error) {
+	if c.Rate != r.inRate {
+		return Clip{}, fmt.Errorf("audio: clip at %d Hz given to a %d -> %d Hz resampler", c.Rate, r.inRate, r.outRate)
+	}
+	r.Reset()
 	n := (int64(len(c.Samples))*r.l + r.m - 1) / r.m
 	out := r.Process(make([]float32, 0, n), c.Samples)
-	return Clip{Rate: outRate, Samples: r.Flush(out)}, nil
+	return Clip{Rate: r.outRate, Samples: r.Flush(out)}, nil
 }
 
 func gcd(a, b int) int {

@@ -259,9 +259,10 @@ func buildShard(ctx context.Context, es corpus.Espeak, s plannedShard, rate, wor
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
+	rs := newResamplers(workers)
 	for _, jb := range jobs {
 		g.Go(func() error {
-			u, err := synthesize(gctx, es, s.records[jb.r].utts[jb.u], rate)
+			u, err := synthesize(gctx, es, s.records[jb.r].utts[jb.u], rate, rs)
 			if err != nil {
 				return err
 			}

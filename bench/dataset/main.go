@@ -61,6 +61,7 @@ func run() error {
 	fullCorpus := flag.Bool("full-corpus", false, "also build the default corpus of every language (long: hours on 2 cores)")
 	dataDir := flag.String("data-dir", "", "MinIO data directory (default: a temporary one)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the loader rounds to this file")
+	corpusProfile := flag.String("corpus-cpuprofile", "", "write a CPU profile of the corpus build (this process only, not espeak-ng) to this file")
 	flag.Parse()
 	var err error
 	if p.shardSize, err = parseSize(*shardSize); err != nil {
@@ -99,6 +100,17 @@ func run() error {
 		}
 	}
 	if slices.Contains(parts, "corpus") {
+		if *corpusProfile != "" {
+			f, err := os.Create(*corpusProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 		if err := benchCorpus(ctx, store, strings.Split(*corpusLangs, ","), log); err != nil {
 			return err
 		}
