@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"time"
@@ -103,6 +104,15 @@ func exampleSeed(seed uint64, epoch, index int) uint64 {
 	return pairSeed(epoch, index) ^ (seed * 0x9e3779b97f4a7c15)
 }
 
+// warpVariant picks which of n encoder inputs a sample trains on, from its
+// example seed: the same on every rank, another one every epoch.
+func warpVariant(exampleSeed uint64, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return rand.New(rand.NewPCG(exampleSeed, 0x7a4b)).IntN(n)
+}
+
 // buildExamples draws each sample's target and builds its training pair,
 // in sample order, spreading feature extraction (the first epoch decodes
 // every utterance) over the CPUs.
@@ -119,8 +129,9 @@ func buildExamples(m *model.Model, cache *featureCache, flt filters, seed uint64
 		if !ok {
 			return
 		}
-		ex, err := cache.example(m, s, tgt)
-		ex.Seed = exampleSeed(seed, b.Start.Epoch, s.Index)
+		es := exampleSeed(seed, b.Start.Epoch, s.Index)
+		ex, err := cache.example(m, s, tgt, warpVariant(es, cache.variants()))
+		ex.Seed = es
 		slots[i] = slot{ex: ex, ok: err == nil, err: err}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(b.Samples))

@@ -55,6 +55,12 @@ type Config struct {
 	CodebookFrames int `json:"codebook_frames"`
 	// LogEvery is how many steps pass between progress log lines; 0 means 50.
 	LogEvery int64 `json:"log_every"`
+	// Warp, when positive, perturbs vocal-tract length: each sample's
+	// encoder input is drawn, per epoch and from the seed, among the
+	// unwarped one and copies with the mel axis stretched by 1 +- Warp and
+	// 1 +- Warp/2 (see features.WarpMel), so the model meets more voices
+	// than the corpus has. 0 trains on the audio as it is.
+	Warp float64 `json:"warp,omitempty"`
 }
 
 // Limits of Config.
@@ -64,6 +70,9 @@ const (
 	MaxBlockShards    = 1 << 12
 	MaxCodebookFrames = 1 << 24
 	MaxBudget         = 30 * 24 * time.Hour
+	// MaxWarp bounds Config.Warp: past it formants cross band edges that
+	// no speaker reaches.
+	MaxWarp = 0.3
 	// DefaultGracePeriod is how long a stop request may take: the current
 	// step, one checkpoint and leaving the group.
 	DefaultGracePeriod = 2 * time.Minute
@@ -131,6 +140,9 @@ func (c Config) Validate() error {
 	rng("CheckpointEvery", c.CheckpointEvery, 0, MaxSteps)
 	rng("CodebookFrames", int64(c.CodebookFrames), 1, MaxCodebookFrames)
 	rng("LogEvery", c.LogEvery, 1, MaxSteps)
+	if !(c.Warp >= 0 && c.Warp <= MaxWarp) {
+		errs = append(errs, fmt.Errorf("trainer: Config.Warp is %g: want 0 (none) up to %g", c.Warp, MaxWarp))
+	}
 	if err := c.Adam.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("trainer: Config.Adam: %w", err))
 	}

@@ -98,23 +98,34 @@ func logMel(front *features.Frontend, u *shard.Utterance) (audio.Spectrogram, er
 	return front.LogMel(clip)
 }
 
-// featureCache keeps each utterance's encoder input (by sample index) and
-// each phrase's target units (by record key and language), so an epoch
-// after the first decodes no audio.
+// featureCache keeps each utterance's encoder inputs (by sample index: the
+// unwarped one, then one per warp factor) and each phrase's target units
+// (by record key and language), so an epoch after the first decodes no
+// audio.
 type featureCache struct {
+	warps   []float64 // mel-axis factors after the unwarped input
 	mu      sync.Mutex
-	inputs  map[int][]float32
+	inputs  map[int][][]float32
 	targets map[[2]string]units.Sequence
 }
 
-func newFeatureCache() *featureCache {
-	return &featureCache{inputs: map[int][]float32{}, targets: map[[2]string]units.Sequence{}}
+// newFeatureCache keeps warped inputs too when warp > 0 (Config.Warp).
+func newFeatureCache(warp float64) *featureCache {
+	c := &featureCache{inputs: map[int][][]float32{}, targets: map[[2]string]units.Sequence{}}
+	if warp > 0 {
+		c.warps = []float64{1 - warp, 1 - warp/2, 1 + warp/2, 1 + warp}
+	}
+	return c
 }
 
-// example builds the training pair of sample s with target language tgt.
-func (c *featureCache) example(m *model.Model, s loader.Sample, tgt string) (model.Example, error) {
+// variants is how many encoder inputs a sample has to draw from.
+func (c *featureCache) variants() int { return 1 + len(c.warps) }
+
+// example builds the training pair of sample s with target language tgt
+// from encoder input variant (0: unwarped; see variants).
+func (c *featureCache) example(m *model.Model, s loader.Sample, tgt string, variant int) (model.Example, error) {
 	c.mu.Lock()
-	in, okIn := c.inputs[s.Index]
+	ins, okIn := c.inputs[s.Index]
 	key := [2]string{s.Record.Key, tgt}
 	seq, okT := c.targets[key]
 	c.mu.Unlock()
@@ -124,8 +135,15 @@ func (c *featureCache) example(m *model.Model, s loader.Sample, tgt string) (mod
 		if err != nil {
 			return model.Example{}, fmt.Errorf("record %s %s %s: %w", s.Record.Key, u.Lang, u.Speaker, err)
 		}
-		if in, err = m.EncoderInput(lm); err != nil {
-			return model.Example{}, fmt.Errorf("record %s %s %s: %w", s.Record.Key, u.Lang, u.Speaker, err)
+		ins = make([][]float32, c.variants())
+		for i := range ins {
+			src := lm
+			if i > 0 {
+				src = features.WarpMel(lm, c.warps[i-1])
+			}
+			if ins[i], err = m.EncoderInput(src); err != nil {
+				return model.Example{}, fmt.Errorf("record %s %s %s: %w", s.Record.Key, u.Lang, u.Speaker, err)
+			}
 		}
 	}
 	if !okT {
@@ -142,10 +160,10 @@ func (c *featureCache) example(m *model.Model, s loader.Sample, tgt string) (mod
 		}
 	}
 	c.mu.Lock()
-	c.inputs[s.Index] = in
+	c.inputs[s.Index] = ins
 	c.targets[key] = seq
 	c.mu.Unlock()
-	return m.NewExample(in, tgt, seq)
+	return m.NewExample(ins[variant%len(ins)], tgt, seq)
 }
 
 // unitData is what learning the codebook yields.

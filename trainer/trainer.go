@@ -277,7 +277,7 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		return g, nil
 	}
 	flt := newFilters(j.version.Manifest, mc.Languages)
-	cache := newFeatureCache()
+	cache := newFeatureCache(cfg.Warp)
 	params := m.Params().Flat
 	grads := make([]float32, len(params))
 	stats := make([]float32, stLen)

@@ -346,6 +346,8 @@ func TestTrainer(t *testing.T) {
 			{"zero segments", func(c *Config) { c.Model.Segments = 0 }, 1, "Segments"},
 			{"one unit", func(c *Config) { c.Model.Units = 1 }, 1, "Units"},
 			{"bad lr", func(c *Config) { c.Adam.LR = -1 }, 1, "LR"},
+			{"negative warp", func(c *Config) { c.Warp = -0.1 }, 1, "Config.Warp is -0.1"},
+			{"warp past its limit", func(c *Config) { c.Warp = 0.5 }, 1, "up to 0.3"},
 			{"one language", func(c *Config) { c.Model.Languages = []string{"de"} }, 1, "at least 2 languages"},
 			{"batch below world", func(c *Config) { c.GlobalBatch = 1 }, 2, "world size 2"},
 			{"max units too small", func(c *Config) { c.Model.MaxUnits = 2 }, 1, "Config.Model.MaxUnits"},
@@ -403,6 +405,26 @@ func TestPairSeedSpreads(t *testing.T) {
 				t.Fatalf("pairSeed(%d, %d) collides", e, i)
 			}
 			seen[s] = true
+		}
+	}
+}
+
+func TestWarpVariant(t *testing.T) {
+	for _, n := range []int{1, 5} {
+		counts := make([]int, n)
+		for i := range 5000 {
+			es := exampleSeed(1, i%3, i)
+			v := warpVariant(es, n)
+			if v != warpVariant(es, n) {
+				t.Fatalf("warpVariant(%d, %d) is not deterministic", es, n)
+			}
+			counts[v]++
+		}
+		for v, c := range counts {
+			// Uniform over n: 5000/n each, within 15%.
+			if want := 5000 / n; c < want*85/100 || c > want*115/100 {
+				t.Errorf("n=%d: variant %d drawn %d times, want about %d", n, v, c, want)
+			}
 		}
 	}
 }

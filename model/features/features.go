@@ -230,3 +230,26 @@ func cosineBasis(n, order int) []float64 {
 	}
 	return out
 }
+
+// WarpMel stretches the mel axis of s by alpha (linear interpolation, the
+// top band repeated past the edge): alpha > 1 moves formants up, as a
+// shorter vocal tract does. Training on warped copies (vocal-tract-length
+// perturbation) teaches the encoder to ignore who is speaking.
+func WarpMel(s audio.Spectrogram, alpha float64) audio.Spectrogram {
+	out := audio.Spectrogram{Frames: s.Frames, Bins: s.Bins, Data: make([]float32, len(s.Data))}
+	if alpha <= 0 || s.Bins == 0 {
+		copy(out.Data, s.Data)
+		return out
+	}
+	for t := range s.Frames {
+		src, dst := s.Row(t), out.Row(t)
+		for b := range dst {
+			x := math.Min(float64(s.Bins-1), float64(b)/alpha)
+			lo := int(x)
+			hi := min(lo+1, s.Bins-1)
+			f := float32(x - float64(lo))
+			dst[b] = src[lo]*(1-f) + src[hi]*f
+		}
+	}
+	return out
+}

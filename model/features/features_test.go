@@ -157,3 +157,30 @@ func TestFrontend(t *testing.T) {
 		}
 	}
 }
+
+func TestWarpMel(t *testing.T) {
+	// One frame whose bins count up: bin b holds b.
+	ramp := spec(1, 8, func(_, b int) float32 { return float32(b) })
+	for _, tc := range []struct {
+		name  string
+		alpha float64
+		want  []float32
+	}{
+		{"identity", 1, []float32{0, 1, 2, 3, 4, 5, 6, 7}},
+		{"stretch reads lower bins", 2, []float32{0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5}},
+		{"squeeze clamps at the top", 0.5, []float32{0, 2, 4, 6, 7, 7, 7, 7}},
+		{"non-positive copies", 0, []float32{0, 1, 2, 3, 4, 5, 6, 7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := WarpMel(ramp, tc.alpha)
+			for b, w := range tc.want {
+				if math.Abs(float64(got.Data[b]-w)) > 1e-6 {
+					t.Fatalf("bin %d = %g, want %g (all %v)", b, got.Data[b], w, got.Data)
+				}
+			}
+			if &got.Data[0] == &ramp.Data[0] {
+				t.Fatal("WarpMel returned its input's storage")
+			}
+		})
+	}
+}

@@ -252,23 +252,6 @@ func experiment(ctx context.Context, cd *corpusData, o options) error {
 	return evaluate(ctx, p, m, o)
 }
 
-// warpMel stretches the mel axis by alpha (linear interpolation, edges
-// clamped): a crude vocal-tract-length change.
-func warpMel(s audio.Spectrogram, alpha float64) audio.Spectrogram {
-	out := audio.Spectrogram{Frames: s.Frames, Bins: s.Bins, Data: make([]float32, len(s.Data))}
-	for t := range s.Frames {
-		src, dst := s.Row(t), out.Row(t)
-		for b := range dst {
-			x := math.Min(float64(s.Bins-1), float64(b)/alpha)
-			lo := int(x)
-			hi := min(lo+1, s.Bins-1)
-			f := float32(x - float64(lo))
-			dst[b] = src[lo]*(1-f) + src[hi]*f
-		}
-	}
-	return out
-}
-
 func train(ctx context.Context, p *prep, m *model.Model, o options) error {
 	cfg := m.Config()
 	// Target sequences and encoder inputs.
@@ -342,7 +325,7 @@ func train(ctx context.Context, p *prep, m *model.Model, o options) error {
 			in := inputs[pr.src]
 			if o.warp > 0 {
 				alpha := 1 + o.warp*(2*rng.Float64()-1)
-				if in, err = m.EncoderInput(warpMel(p.logMel[pr.src], alpha)); err != nil {
+				if in, err = m.EncoderInput(features.WarpMel(p.logMel[pr.src], alpha)); err != nil {
 					return err
 				}
 			}
