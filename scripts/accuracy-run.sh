@@ -5,10 +5,12 @@
 # its own, trains the speech-to-speech model for a wall-clock budget with the
 # default recipe (batch 256, 2 sampled positions per target, 20 mel cepstra,
 # lr 3e-3 with warmup and a cosine decay fitted to the budget from measured
-# speed), then runs `babelfish eval` on the three test splits and prints the
+# speed; 17 training voices and vocal-tract-length perturbation --warp 0.1),
+# then runs `babelfish eval` on the three test splits and prints the
 # figures beside the vocoder floor and the copy-the-input baseline.
 #
 #   scripts/accuracy-run.sh [--dir DIR] [--budget 60m] [--job NAME] [--per-dir N] [--stage all|dataset|train|eval]
+#                           [--version V] [--variants LIST] [--warp W]
 #
 # DIR (default: $TMPDIR/babelfish-accuracy) keeps MinIO's objects, the
 # binary and the logs, so a second run reuses the dataset and a stopped run
@@ -23,7 +25,10 @@ per_dir=20
 stage=all
 langs=de,en,es,fr,it,nl,pl,pt,ru,sv
 dataset=synth10
-version=v1
+version=v2
+# 17 training voices (espeak-ng variants) and the two held out (m7, f5).
+variants=m1,m2,m3,m4,m5,m6,m8,f1,f2,f3,f4,klatt,klatt2,adam,linda,max,steph,m7,f5
+warp=0.1
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--dir) dir="$2"; shift 2 ;;
@@ -31,7 +36,10 @@ while [[ $# -gt 0 ]]; do
 	--job) job="$2"; shift 2 ;;
 	--per-dir) per_dir="$2"; shift 2 ;;
 	--stage) stage="$2"; shift 2 ;;
-	-h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+	--version) version="$2"; shift 2 ;;
+	--variants) variants="$2"; shift 2 ;;
+	--warp) warp="$2"; shift 2 ;;
+	-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) echo "accuracy-run: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -69,7 +77,7 @@ if [[ "$stage" == all || "$stage" == dataset ]]; then
 		echo "== dataset $dataset/$version already built"
 	else
 		echo "== building dataset $dataset/$version ($langs)"
-		"$bf" dataset build --name "$dataset" --version "$version" --languages "$langs" --unseen-pairs 4 --workers 2 2>&1 | tee "$dir/logs/dataset.log"
+		"$bf" dataset build --name "$dataset" --version "$version" --languages "$langs" --variants "$variants" --unseen-voices m7,f5 --unseen-pairs 4 --workers 2 2>&1 | tee "$dir/logs/dataset.log"
 	fi
 	"$bf" dataset inspect "$dataset/$version" | head -40
 fi
@@ -78,7 +86,7 @@ if [[ "$stage" == all || "$stage" == train ]]; then
 	echo "== training job $job for $budget"
 	start=$(date +%s)
 	"$bf" trainer --job "$job" --dataset "$dataset" --dataset-version "$version" --langs "$langs" \
-		--budget "$budget" --checkpoint-every 1000 --log-every 200 2>&1 | tee "$dir/logs/train-$job.log"
+		--budget "$budget" --warp "$warp" --checkpoint-every 1000 --log-every 200 2>&1 | tee "$dir/logs/train-$job.log"
 	echo "== training took $(($(date +%s) - start)) s"
 fi
 
