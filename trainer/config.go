@@ -50,6 +50,12 @@ type Config struct {
 	// CheckpointEvery is the checkpoint interval in steps; the last step
 	// and a stop always checkpoint too.
 	CheckpointEvery int64 `json:"checkpoint_every"`
+	// CheckpointInterval, when positive, also checkpoints once this much
+	// wall-clock time has passed since the last checkpoint (or the start),
+	// which bounds the work a failure loses whatever the step speed
+	// (TrainingJob's spec.checkpointInterval). Rank 0 alone writes
+	// checkpoints, so the ranks need not agree on when.
+	CheckpointInterval time.Duration `json:"checkpoint_interval,omitempty"`
 	// CodebookFrames bounds the unit frames k-means clusters (an evenly
 	// spaced subset is kept); 0 means 100000.
 	CodebookFrames int `json:"codebook_frames"`
@@ -138,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	rng("BlockShards", int64(c.BlockShards), 0, MaxBlockShards)
 	rng("CheckpointEvery", c.CheckpointEvery, 0, MaxSteps)
+	if c.CheckpointInterval < 0 || c.CheckpointInterval > MaxBudget {
+		errs = append(errs, fmt.Errorf("trainer: Config.CheckpointInterval is %s: want 0 (none) up to %s", c.CheckpointInterval, MaxBudget))
+	}
 	rng("CodebookFrames", int64(c.CodebookFrames), 1, MaxCodebookFrames)
 	rng("LogEvery", c.LogEvery, 1, MaxSteps)
 	if !(c.Warp >= 0 && c.Warp <= MaxWarp) {

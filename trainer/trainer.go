@@ -312,6 +312,7 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		"positions", cfg.Positions, "params", len(params), "units", mc.Units, "max_units", mc.MaxUnits, "languages", mc.Languages)
 
 	winStart, winSteps, winSamples, winExamples := time.Now(), 0, 0, 0
+	lastCheckpoint := time.Now() // for CheckpointInterval (rank 0)
 	bud.markFrom(step)
 	stopRequested := func() bool {
 		select {
@@ -479,8 +480,13 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 			}
 			winStart, winSteps, winSamples, winExamples = time.Now(), 0, 0, 0
 		}
-		if stop || step == total || (cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0) {
+		due := cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0
+		if cfg.CheckpointInterval > 0 && rank == 0 && time.Since(lastCheckpoint) >= cfg.CheckpointInterval {
+			due = true
+		}
+		if stop || step == total || due {
 			if rank == 0 {
+				lastCheckpoint = time.Now()
 				report(PhaseCheckpointing)
 				tc := time.Now()
 				st := CheckpointState{Step: step, Cursor: cursor, Loss: info.Loss, TokenAccuracy: info.TokenAccuracy,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -203,6 +204,44 @@ func TestTrainer(t *testing.T) {
 		t.Logf("max relative loss difference over 20 steps, 1 vs 2 ranks: %.3g", worst)
 		if worst >= 1e-4 {
 			t.Errorf("1 rank %v\n2 ranks %v\nmax relative difference %g: want < 1e-4", one[0].Losses, ref[0].Losses, worst)
+		}
+	})
+
+	t.Run("WarpOneRankEqualsTwoRanks", func(t *testing.T) {
+		// The warped input a sample trains on depends on the seed, epoch
+		// and sample alone, never on the rank that reads it.
+		cfg1, cfg2 := tinyConfig("warp1"), tinyConfig("warp2")
+		cfg1.Warp, cfg2.Warp = 0.1, 0.1
+		one, errs := runRanks(t, st, cfg1, 1, "1", nil)
+		mustOK(t, errs)
+		two, errs := runRanks(t, st, cfg2, 2, "1", nil)
+		mustOK(t, errs)
+		differs := false
+		for i, l := range one[0].Losses {
+			if d := relDiff(l, two[0].Losses[i]); d >= 1e-4 {
+				t.Errorf("step %d: 1 rank %g, 2 ranks %g (relative difference %g)", i+1, l, two[0].Losses[i], d)
+			}
+			differs = differs || l != ref[0].Losses[i]
+		}
+		if !differs {
+			t.Error("warped training gave exactly the unwarped losses: the warp was not applied")
+		}
+	})
+
+	t.Run("CheckpointInterval", func(t *testing.T) {
+		cfg := tinyConfig("interval")
+		cfg.Steps, cfg.CheckpointEvery, cfg.CheckpointInterval = 6, 0, time.Nanosecond
+		var saved []int64
+		_, errs := runRanks(t, st, cfg, 1, "1", func(_ int, o *Options, _ context.CancelFunc) {
+			o.OnStep = func(s StepInfo) {
+				if s.Checkpoint != "" {
+					saved = append(saved, s.Step)
+				}
+			}
+		})
+		mustOK(t, errs)
+		if want := []int64{1, 2, 3, 4, 5, 6}; !slices.Equal(saved, want) {
+			t.Fatalf("checkpoints at steps %v, want %v (an interval shorter than a step saves every step)", saved, want)
 		}
 	})
 

@@ -51,6 +51,9 @@ func flagsFromJobEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) erro
 	if v, ok := lookup(controller.EnvDatasetVersion); ok && v != "" {
 		set("dataset-version", v, controller.EnvDatasetVersion)
 	}
+	if v, ok := lookup(controller.EnvCheckpointInterval); ok && v != "" {
+		set("checkpoint-interval", v, controller.EnvCheckpointInterval)
+	}
 	raw, ok := lookup(controller.EnvModelConfig)
 	if !ok || raw == "" {
 		return errors.Join(errs...)

@@ -18,7 +18,7 @@ import (
 func TestFlagsFromJobEnv(t *testing.T) {
 	newFS := func() *pflag.FlagSet {
 		fs := pflag.NewFlagSet("trainer", pflag.ContinueOnError)
-		for _, n := range []string{"job", "dataset", "dataset-version", "langs", "steps", "global-batch", "lr", "seed", "enc", "units", "checkpoint-every"} {
+		for _, n := range []string{"job", "dataset", "dataset-version", "langs", "steps", "global-batch", "lr", "seed", "enc", "units", "checkpoint-every", "checkpoint-interval"} {
 			fs.String(n, "", "")
 		}
 		return fs
@@ -31,10 +31,10 @@ func TestFlagsFromJobEnv(t *testing.T) {
 		wantErr string
 	}{
 		{"spec to flags", map[string]string{
-			"BABELFISH_JOB": "tiny-1", "BABELFISH_DATASET": "synth", "BABELFISH_DATASET_VERSION": "v1",
+			"BABELFISH_JOB": "tiny-1", "BABELFISH_DATASET": "synth", "BABELFISH_DATASET_VERSION": "v1", "BABELFISH_CHECKPOINT_INTERVAL": "10m0s",
 			"BABELFISH_MODEL_CONFIG": `{"languages":["de","en"],"steps":40,"batchSize":8,"learningRate":0.003,"seed":7,"parameters":{"enc":[24,16],"units":8,"checkpoint-every":"10"}}`,
 		}, nil, map[string]string{"job": "tiny-1", "dataset": "synth", "dataset-version": "v1", "langs": "de,en", "steps": "40",
-			"global-batch": "8", "lr": "0.003", "seed": "7", "enc": "24,16", "units": "8", "checkpoint-every": "10"}, ""},
+			"global-batch": "8", "lr": "0.003", "seed": "7", "enc": "24,16", "units": "8", "checkpoint-every": "10", "checkpoint-interval": "10m0s"}, ""},
 		{"command line wins", map[string]string{"BABELFISH_MODEL_CONFIG": `{"languages":["de","en"],"steps":40}`},
 			map[string]string{"steps": "99"}, map[string]string{"steps": "99", "langs": "de,en"}, ""},
 		{"unknown parameter", map[string]string{"BABELFISH_MODEL_CONFIG": `{"languages":["de","en"],"steps":4,"parameters":{"layers":3}}`},

@@ -80,6 +80,7 @@ or the end of the grace period, exits at once without one.`,
 	f.Int64Var(&c.Adam.DecaySteps, "decay-steps", 0, "step where the cosine decay ends (0: --steps)")
 	f.Float64Var(&c.Adam.MinLRFraction, "min-lr-fraction", c.Adam.MinLRFraction, "learning rate at the end of the decay, as a fraction of --lr")
 	f.Float64Var(&c.Adam.ClipNorm, "clip-norm", c.Adam.ClipNorm, "global gradient norm bound (0: no clipping)")
+	f.DurationVar(&c.CheckpointInterval, "checkpoint-interval", 0, "also checkpoint when this much time has passed since the last one, e.g. 10m (0: steps only)")
 	f.Float64Var(&c.Warp, "warp", c.Warp, "vocal-tract-length perturbation: also train on inputs with the mel axis stretched by 1+-W and 1+-W/2, drawn per sample and epoch (0: none; e.g. 0.1)")
 	f.IntVar(&c.Model.Units, "units", c.Model.Units, "k-means units (the decoder's vocabulary)")
 	f.IntVar(&c.Model.UnitStride, "unit-stride", c.Model.UnitStride, "10 ms frames per unit frame")
