@@ -74,4 +74,12 @@ func TestEvalCommand(t *testing.T) {
 			t.Errorf("second eval lacks %q:\n%s", want, again)
 		}
 	}
+	// Promoting the evaluated checkpoint records its metrics in the release.
+	rel, err := run(t, "promote", "--model", "tiny", "--job", "tiny-eval")
+	if err != nil {
+		t.Fatalf("promote: %v\n%s", err, rel)
+	}
+	if !strings.Contains(rel, "concept_accuracy=") {
+		t.Errorf("the release records no eval metrics:\n%s", rel)
+	}
 }

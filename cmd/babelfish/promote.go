@@ -109,6 +109,13 @@ checkpoint and eval metrics, current marked.`,
 			}
 		}
 		var popts []registry.PromoteOption
+		// The newest `babelfish eval` of the checkpoint goes into the
+		// release, so automatic promotions later compare against it.
+		if m, err := storedEval(ctx, st, prefix, ""); err != nil {
+			return err
+		} else if m != nil {
+			popts = append(popts, registry.WithMetrics(m))
+		}
 		if o.note != "" {
 			popts = append(popts, registry.WithNote(o.note))
 		}

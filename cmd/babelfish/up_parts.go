@@ -167,7 +167,7 @@ func autoPromote(ctx context.Context, store *objstore.Client, defaultModel strin
 		log.Info("auto promotion: not promoted", "model", name, "why", d.Reason)
 		return
 	}
-	rel, err := reg.Promote(ctx, ck.Path, registry.WithNote(fmt.Sprintf("auto: job %s: %s", j.Name, d.Reason)))
+	rel, err := reg.Promote(ctx, ck.Path, registry.WithNote(fmt.Sprintf("auto: job %s: %s", j.Name, d.Reason)), registry.WithMetrics(candidate))
 	if err != nil {
 		log.Error("auto promotion", "model", name, "checkpoint", ck.Path, "err", err)
 		return
@@ -183,18 +183,9 @@ func checkpointMetrics(ctx context.Context, store *objstore.Client, ck string, k
 	if _, ok := known[metric]; ok {
 		return known, nil
 	}
-	prefixes, err := trainer.Evaluations(ctx, store, ck)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(prefixes) - 1; i >= 0; i-- {
-		rep, err := trainer.LoadEval(ctx, store, prefixes[i])
-		if err != nil {
-			return nil, err
-		}
-		if m := rep.Metrics(); hasKey(m, metric) {
-			return m, nil
-		}
+	m, err := storedEval(ctx, store, ck, metric)
+	if err != nil || m != nil {
+		return m, err
 	}
 	if !evaluate {
 		return nil, nil
@@ -208,6 +199,26 @@ func checkpointMetrics(ctx context.Context, store *objstore.Client, ck string, k
 		log.Warn("auto promotion: storing the evaluation", "err", err)
 	}
 	return rep.Metrics(), nil
+}
+
+// storedEval returns the metrics of the newest evaluation stored under
+// checkpoint ck that has metric (any evaluation when metric is ""), or nil
+// when there is none.
+func storedEval(ctx context.Context, store *objstore.Client, ck, metric string) (map[string]float64, error) {
+	prefixes, err := trainer.Evaluations(ctx, store, ck)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(prefixes) - 1; i >= 0; i-- {
+		rep, err := trainer.LoadEval(ctx, store, prefixes[i])
+		if err != nil {
+			return nil, err
+		}
+		if m := rep.Metrics(); metric == "" || hasKey(m, metric) {
+			return m, nil
+		}
+	}
+	return nil, nil
 }
 
 func hasKey(m map[string]float64, k string) bool {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -155,8 +156,9 @@ type checkpointMeta struct {
 
 // promoteOptions are PromoteOption settings.
 type promoteOptions struct {
-	note   string
-	noFlip bool
+	note    string
+	noFlip  bool
+	metrics map[string]float64
 }
 
 // PromoteOption changes one Promote.
@@ -164,6 +166,13 @@ type PromoteOption func(*promoteOptions)
 
 // WithNote records a free-text note in the release.
 func WithNote(s string) PromoteOption { return func(o *promoteOptions) { o.note = s } }
+
+// WithMetrics records eval metrics of the checkpoint in the release (e.g.
+// what `babelfish eval` stored under it), over any the checkpoint's own
+// manifest carries, so that later promotions compare against them.
+func WithMetrics(m map[string]float64) PromoteOption {
+	return func(o *promoteOptions) { o.metrics = maps.Clone(m) }
+}
 
 // WithoutFlip creates the release but leaves current where it is.
 func WithoutFlip() PromoteOption { return func(o *promoteOptions) { o.noFlip = true } }
@@ -202,7 +211,7 @@ func (r *Registry) Promote(ctx context.Context, ckptPrefix string, opts ...Promo
 		if err != nil {
 			return Release{}, err
 		}
-		rel, err := r.createRelease(ctx, n, ck, part, meta, po.note)
+		rel, err := r.createRelease(ctx, n, ck, part, meta, po)
 		if errors.Is(err, objstore.ErrExists) && try < maxNumberTries {
 			r.log.Info("release number taken by another promoter; trying the next", "model", r.model, "release", n)
 			continue
@@ -221,7 +230,7 @@ func (r *Registry) Promote(ctx context.Context, ckptPrefix string, opts ...Promo
 	}
 }
 
-func (r *Registry) createRelease(ctx context.Context, n int64, ck *objstore.Artifact, part objstore.Part, meta checkpointMeta, note string) (Release, error) {
+func (r *Registry) createRelease(ctx context.Context, n int64, ck *objstore.Artifact, part objstore.Part, meta checkpointMeta, po promoteOptions) (Release, error) {
 	w, err := r.store.NewArtifact(r.weightsPrefix(part.SHA256))
 	if err != nil {
 		return Release{}, err
@@ -241,7 +250,14 @@ func (r *Registry) createRelease(ctx context.Context, n int64, ck *objstore.Arti
 		Format: Format, Model: r.model, Number: n, Artifact: w.Prefix(),
 		ModelSHA256: part.SHA256, ModelBytes: part.Size,
 		Checkpoint: ck.Prefix(), Job: meta.Config.JobID, Step: meta.Step, Loss: meta.Loss, Metrics: meta.Eval,
-		Created: r.now().UTC(), Note: note,
+		Created: r.now().UTC(), Note: po.note,
+	}
+	if len(po.metrics) > 0 {
+		rel.Metrics = maps.Clone(rel.Metrics)
+		if rel.Metrics == nil {
+			rel.Metrics = map[string]float64{}
+		}
+		maps.Copy(rel.Metrics, po.metrics)
 	}
 	// No meta: the same weights always commit the same manifest, so a
 	// second promotion of them is a retried commit, not a conflict.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -165,6 +166,39 @@ func TestPromoteListRollback(t *testing.T) {
 	cur, _ := reg.Current(ctx)
 	if cur.Release != 3 || cur.Reason != "rollback" {
 		t.Fatalf("current after failed rollback: %+v", cur)
+	}
+}
+
+func TestPromoteWithMetrics(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	reg, err := New(st, "metrics", WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := writeCheckpoint(t, st, "job2", 5, tinyModel(t, 1), map[string]float64{"concept_accuracy": 0.5, "loss": 2})
+	for _, tc := range []struct {
+		name string
+		opts []PromoteOption
+		want map[string]float64
+	}{
+		{"checkpoint's own", nil, map[string]float64{"concept_accuracy": 0.5, "loss": 2}},
+		{"stored eval wins and adds", []PromoteOption{WithMetrics(map[string]float64{"concept_accuracy": 0.9, "mcd_db": 2.8})},
+			map[string]float64{"concept_accuracy": 0.9, "loss": 2, "mcd_db": 2.8}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rel, err := reg.Promote(ctx, ck, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, err := reg.Get(ctx, rel.Number)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(rel.Metrics, tc.want) || !maps.Equal(stored.Metrics, tc.want) {
+				t.Fatalf("metrics returned %v, stored %v; want %v", rel.Metrics, stored.Metrics, tc.want)
+			}
+		})
 	}
 }
 
