@@ -215,49 +215,71 @@ func ownerRef(j *v1alpha1.TrainingJob) metav1.OwnerReference {
 	}
 }
 
+// DefaultCheckpointInterval is the CRD's default spec.checkpointInterval.
+const DefaultCheckpointInterval = 10 * time.Minute
+
+// WorkerVars are the environment variables every rank of j gets, in a pod
+// and under the local executor alike: who it is in the gang, its GPUs
+// (NVML indices "0,1" and the share of each), and the job's dataset, model
+// and checkpoint settings, which the trainer reads as its flags' defaults.
+// What differs between the two (job id, addresses, pod and node names) the
+// callers add.
+func WorkerVars(j *v1alpha1.TrainingJob, gen int32, rank int, gpus string, gpuMilli int64) ([][2]string, error) {
+	modelJSON, err := json.Marshal(j.Spec.Model)
+	if err != nil {
+		return nil, fmt.Errorf("job %s/%s spec.model: %w", j.Namespace, j.Name, err)
+	}
+	visible := gpus
+	if visible == "" {
+		visible = "void" // the NVIDIA runtime then exposes no GPU
+	}
+	interval := DefaultCheckpointInterval
+	if ci := j.Spec.CheckpointInterval; ci != nil {
+		interval = ci.Duration
+	}
+	vars := [][2]string{
+		{EnvJob, j.Name},
+		{EnvGeneration, strconv.Itoa(int(gen))},
+		{EnvRank, strconv.Itoa(rank)},
+		{EnvWorldSize, strconv.Itoa(int(j.Spec.Workers))},
+		{EnvGPUIndices, gpus},
+		{EnvGPUMilli, strconv.FormatInt(gpuMilli, 10)},
+		{EnvVisibleDevices, visible},
+		{EnvDataset, j.Spec.Dataset.Name},
+		{EnvDatasetVersion, j.Spec.Dataset.Version},
+		{EnvModelConfig, string(modelJSON)},
+		{EnvCheckpointInterval, interval.String()},
+	}
+	if c := j.Status.LatestCheckpoint; c != nil && c.Path != "" {
+		vars = append(vars, [2]string{EnvResumeFrom, c.Path})
+	}
+	return vars, nil
+}
+
 // WorkerPod builds one rank's pod as the scheduler creates it, unbound: it
 // binds it once every pod of the gang exists. grace is the pod's
 // termination grace in seconds.
 func WorkerPod(j *v1alpha1.TrainingJob, gen int32, p v1alpha1.WorkerPlacement, schedulerName string, grace int64) (*corev1.Pod, error) {
 	rank := int(p.Rank)
-	modelJSON, err := json.Marshal(j.Spec.Model)
-	if err != nil {
-		return nil, fmt.Errorf("job %s/%s spec.model: %w", j.Namespace, j.Name, err)
-	}
 	gpus := formatGPUs(p.GPUs)
-	visible := gpus
-	if visible == "" {
-		visible = "void" // the NVIDIA runtime then exposes no GPU
-	}
-	interval := 10 * time.Minute // the CRD's default
-	if ci := j.Spec.CheckpointInterval; ci != nil {
-		interval = ci.Duration
+	common, err := WorkerVars(j, gen, rank, gpus, int64(p.GPUMilli))
+	if err != nil {
+		return nil, err
 	}
 	env := slices.Clone(j.Spec.Template.Env)
 	field := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
 	ours := []corev1.EnvVar{
-		{Name: EnvJob, Value: j.Name},
 		{Name: EnvJobID, Value: key(j.Namespace, j.Name)},
-		{Name: EnvGeneration, Value: strconv.Itoa(int(gen))},
-		{Name: EnvRank, Value: strconv.Itoa(rank)},
-		{Name: EnvWorldSize, Value: strconv.Itoa(int(j.Spec.Workers))},
 		{Name: EnvRendezvous, Value: rendezvous(j)},
 		{Name: EnvListen, Value: fmt.Sprintf(":%d", port(j))},
-		{Name: EnvGPUIndices, Value: gpus},
-		{Name: EnvGPUMilli, Value: strconv.Itoa(int(p.GPUMilli))},
-		{Name: EnvVisibleDevices, Value: visible},
-		{Name: EnvDataset, Value: j.Spec.Dataset.Name},
-		{Name: EnvDatasetVersion, Value: j.Spec.Dataset.Version},
-		{Name: EnvModelConfig, Value: string(modelJSON)},
-		{Name: EnvCheckpointInterval, Value: interval.String()},
 		field(EnvNamespace, "metadata.namespace"),
 		field(EnvPodName, "metadata.name"),
 		field(EnvNodeName, "spec.nodeName"),
 	}
-	if c := j.Status.LatestCheckpoint; c != nil && c.Path != "" {
-		ours = append(ours, corev1.EnvVar{Name: EnvResumeFrom, Value: c.Path})
+	for _, v := range common {
+		ours = append(ours, corev1.EnvVar{Name: v[0], Value: v[1]})
 	}
 	// Ours win over the template's: drop the template's of the same name.
 	env = slices.DeleteFunc(env, func(e corev1.EnvVar) bool {

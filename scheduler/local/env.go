@@ -1,7 +1,6 @@
 package local
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -34,49 +33,37 @@ type Worker struct {
 // trainer` starts the same way under both. It fails on a spec it cannot
 // encode.
 func WorkerEnv(base []string, j *v1alpha1.TrainingJob, w Worker) ([]string, error) {
-	modelJSON, err := json.Marshal(j.Spec.Model)
-	if err != nil {
-		return nil, fmt.Errorf("job %s spec.model: %w", j.Name, err)
-	}
-	interval := DefaultCheckpointInterval
-	if ci := j.Spec.CheckpointInterval; ci != nil {
-		interval = ci.Duration
-	}
 	gpus := make([]string, len(w.GPUs))
 	for i, g := range w.GPUs {
 		gpus[i] = strconv.Itoa(g)
 	}
 	idx := strings.Join(gpus, ",")
-	visible := idx
-	if visible == "" {
-		visible = "void" // the NVIDIA runtime's word for no GPU
+	common, err := controller.WorkerVars(j, w.Generation, w.Rank, idx, w.GPUMilli)
+	if err != nil {
+		return nil, err
 	}
 	listen := "127.0.0.1:0"
 	if w.Rank == 0 {
 		listen = w.Rendezvous
 	}
 	ours := [][2]string{
-		{controller.EnvJob, j.Name},
 		// The trainer names checkpoints after the job id; locally there is
 		// no namespace, so the id is the name.
 		{controller.EnvJobID, j.Name},
-		{controller.EnvGeneration, strconv.Itoa(int(w.Generation))},
-		{controller.EnvRank, strconv.Itoa(w.Rank)},
-		{controller.EnvWorldSize, strconv.Itoa(int(j.Spec.Workers))},
 		{controller.EnvRendezvous, w.Rendezvous},
 		{controller.EnvListen, listen},
-		{controller.EnvGPUIndices, idx},
-		{controller.EnvGPUMilli, strconv.FormatInt(w.GPUMilli, 10)},
-		{controller.EnvVisibleDevices, visible},
 		// CUDA_VISIBLE_DEVICES does locally what the container runtime does
 		// with NVIDIA_VISIBLE_DEVICES in a pod: "" hides every GPU.
 		{"CUDA_VISIBLE_DEVICES", idx},
-		{controller.EnvDataset, j.Spec.Dataset.Name},
-		{controller.EnvDatasetVersion, j.Spec.Dataset.Version},
-		{controller.EnvModelConfig, string(modelJSON)},
-		{controller.EnvCheckpointInterval, interval.String()},
 		{controller.EnvNodeName, LocalNode},
 		{controller.EnvPodName, fmt.Sprintf("%s-%d-%d", j.Name, w.Generation, w.Rank)},
+	}
+	for _, v := range common {
+		// The executor knows the checkpoint to resume from; the job's
+		// status may lag it.
+		if v[0] != controller.EnvResumeFrom {
+			ours = append(ours, v)
+		}
 	}
 	if w.ResumeFrom != "" {
 		ours = append(ours, [2]string{controller.EnvResumeFrom, w.ResumeFrom})

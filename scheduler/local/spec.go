@@ -1,6 +1,7 @@
 package local
 
 import (
+	"babelfish.dev/babelfish/scheduler/controller"
 	"errors"
 	"fmt"
 	"regexp"
@@ -16,7 +17,7 @@ import (
 // Defaults the CRD applies on Kubernetes; the local executor applies the
 // same ones so a job file means the same thing in both places.
 const (
-	DefaultCheckpointInterval = 10 * time.Minute
+	DefaultCheckpointInterval = controller.DefaultCheckpointInterval
 	DefaultBackoffLimit       = 3
 	DefaultBatchSize          = 64
 )
