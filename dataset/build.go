@@ -27,6 +27,9 @@ type BuildInfo struct {
 	Synth  *SynthSpec        `json:"synth,omitempty"`
 	Import *ImportSpec       `json:"import,omitempty"`
 	Tools  map[string]string `json:"tools,omitempty"` // e.g. espeak-ng version
+	// Unspeakable lists the renderings ("<lang> <phrase id>") a synthetic
+	// build left out because espeak-ng crashed on them every time.
+	Unspeakable []string `json:"unspeakable,omitempty"`
 }
 
 // SynthBuild is everything a synthetic build needs.
@@ -70,9 +73,16 @@ func BuildSynthetic(ctx context.Context, b SynthBuild) (*shard.Manifest, error) 
 	} else if !errors.Is(err, objstore.ErrIncomplete) && !errors.Is(err, objstore.ErrNotFound) {
 		return nil, err
 	}
-	p, err := plan(ctx, b.Spec, b.Espeak, b.CLDR)
+	workers := b.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	p, err := plan(ctx, b.Spec, b.Espeak, b.CLDR, workers)
 	if err != nil {
 		return nil, err
+	}
+	for _, u := range p.unspeakable {
+		log.Warn("espeak-ng crashes on this phrase in this language every time; leaving it out", "rendering", u)
 	}
 	shards := p.shards(b.Spec)
 	total := 0
@@ -91,10 +101,6 @@ func BuildSynthetic(ctx context.Context, b SynthBuild) (*shard.Manifest, error) 
 	if b.Progress != nil {
 		bar = progress.New(b.Progress, "synthesize", "utt", int64(total))
 		defer bar.Done()
-	}
-	workers := b.Workers
-	if workers <= 0 {
-		workers = runtime.NumCPU()
 	}
 	infos := make([]shard.ShardInfo, len(shards))
 	stats := map[string]*shard.LanguageStats{}
@@ -169,7 +175,7 @@ func BuildSynthetic(ctx context.Context, b SynthBuild) (*shard.Manifest, error) 
 	}
 	m.Seconds = round3(m.Seconds)
 	spec := b.Spec
-	bi := BuildInfo{Source: "synthetic", Synth: &spec, Tools: map[string]string{"espeak-ng": b.Espeak.Version(ctx)}}
+	bi := BuildInfo{Source: "synthetic", Synth: &spec, Tools: map[string]string{"espeak-ng": b.Espeak.Version(ctx)}, Unspeakable: p.unspeakable}
 	if m.Build, err = json.Marshal(bi); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -234,7 +235,7 @@ func TestSpecValidation(t *testing.T) {
 	// An unknown language is caught before any synthesis, listing the known.
 	s := DefaultSynthSpec()
 	s.Languages = []string{"fr", "klingon"}
-	_, err := plan(context.Background(), s, espeak(t), cldr(t))
+	_, err := plan(context.Background(), s, espeak(t), cldr(t), 1)
 	if err == nil || !strings.Contains(err.Error(), `"klingon"`) || !strings.Contains(err.Error(), " fr ") {
 		t.Errorf("unknown language: %v", err)
 	}
@@ -304,6 +305,55 @@ func TestImportCVSSLayout(t *testing.T) {
 		im := Import{Store: store, Name: "cvss", Version: "bad" + string(rune('a'+i)), Spec: ImportSpec{Manifest: "bad.tsv"}, Files: os.DirFS(dir)}
 		if _, err := BuildImport(ctx, im); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("import of %q: %v, want an error mentioning %q", tt.tsv, err, tt.want)
+		}
+	}
+}
+
+// TestPlanLeavesOutCrashes: espeak-ng 1.51 segfaults on some texts in
+// some voices every time (Greenlandic "28"). A wrapper around the real
+// binary crashes the same way on German "2"; the plan leaves that one
+// rendering out and lists it, and a crash that does not repeat is not one.
+func TestPlanLeavesOutCrashes(t *testing.T) {
+	real := espeak(t)
+	dir := t.TempDir()
+	flaky := filepath.Join(dir, "once")
+	script := `#!/bin/sh
+text=$(cat)
+case "$*" in *gmw/de*) if [ "$text" = "2" ]; then kill -SEGV $$; fi ;; esac
+case "$*" in *gmw/en*) if [ "$text" = "3" ] && [ ! -e "` + flaky + `" ]; then : > "` + flaky + `"; kill -SEGV $$; fi ;; esac
+printf '%s' "$text" | exec "` + real.Path + `" "$@"
+`
+	wrapper := filepath.Join(dir, "espeak-ng")
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	es := corpus.Espeak{Path: wrapper}
+	ctx := context.Background()
+	if _, err := es.Say(ctx, "gmw/de", corpus.Speaker{}, "2"); !errors.Is(err, corpus.ErrCrashed) {
+		t.Fatalf("Say of a crashing text: %v, want ErrCrashed", err)
+	}
+	if _, err := es.Say(ctx, "gmw/de", corpus.Speaker{}, "1"); err != nil {
+		t.Fatalf("Say of a good text: %v", err)
+	}
+	s := DefaultSynthSpec()
+	s.Languages = []string{"de", "en"}
+	s.Phrases = corpus.PhraseSpec{Categories: []corpus.Category{corpus.Numbers}, NumberMax: 3}
+	s.UnseenPhrases = nil
+	p, err := plan(ctx, s, es, cldr(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"de num:2"}; !slices.Equal(p.unspeakable, want) {
+		t.Fatalf("unspeakable %v, want %v", p.unspeakable, want)
+	}
+	if p.phrases["de"] != 3 || p.phrases["en"] != 4 {
+		t.Fatalf("phrases per language %v, want de 3 and en 4", p.phrases)
+	}
+	for _, r := range p.records {
+		for _, u := range r.utts {
+			if u.lang.Code == "de" && r.key == corpus.NumberID(2) {
+				t.Fatalf("record %s still has a de utterance", r.key)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -135,10 +136,13 @@ type synthPlan struct {
 	langs   []corpus.Language
 	records []plannedRecord
 	phrases map[string]int // phrases per language
+	// unspeakable lists "<lang> <phrase id>" renderings espeak-ng crashed
+	// on, left out.
+	unspeakable []string
 }
 
 // plan resolves the spec against espeak-ng's voices and CLDR's locales.
-func plan(ctx context.Context, spec SynthSpec, es corpus.Espeak, cldr *corpus.CLDR) (*synthPlan, error) {
+func plan(ctx context.Context, spec SynthSpec, es corpus.Espeak, cldr *corpus.CLDR, workers int) (*synthPlan, error) {
 	voices, err := es.Voices(ctx)
 	if err != nil {
 		return nil, err
@@ -171,31 +175,70 @@ func plan(ctx context.Context, spec SynthSpec, es corpus.Espeak, cldr *corpus.CL
 		}
 	}
 	speakers := spec.speakers()
-	byKey := map[string]*plannedRecord{}
-	perLang := map[string]int{}
+	type rendering struct {
+		lang   corpus.Language
+		phrase corpus.Phrase
+	}
+	var todo []rendering
 	for _, l := range langs {
 		loc, err := cldr.Locale(l.Locale)
 		if err != nil {
 			return nil, err
 		}
 		for _, ph := range corpus.Phrases(l.Code, loc, spec.Phrases) {
-			r := byKey[ph.ID]
-			if r == nil {
-				split := shard.SplitTrain
-				if slices.Contains(spec.UnseenPhrases, ph.ID) {
-					split = shard.SplitUnseenPhrases
-				}
-				r = &plannedRecord{key: ph.ID, split: split}
-				byKey[ph.ID] = r
-			}
-			perLang[l.Code]++
-			r.utts = append(r.utts, plannedUtt{lang: l, speaker: spec.Canon, canon: true, text: ph.Text})
-			for _, sp := range speakers {
-				r.utts = append(r.utts, plannedUtt{lang: l, speaker: sp, text: ph.Text})
-			}
+			todo = append(todo, rendering{l, ph})
 		}
 	}
-	p := &synthPlan{langs: langs, phrases: perLang}
+	// Speak each phrase once in each language before planning: a text the
+	// voice crashes on is left out of that language (and listed in the
+	// manifest), not found an hour into the build.
+	crashed := make([]bool, len(todo))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, workers))
+	for i, r := range todo {
+		g.Go(func() error {
+			for try := 0; try < 2; try++ { // a crash must repeat to count
+				_, err := es.Say(gctx, r.lang.Voice, spec.Canon, r.phrase.Text)
+				if err == nil {
+					crashed[i] = false
+					return nil
+				}
+				if !errors.Is(err, corpus.ErrCrashed) {
+					return err
+				}
+				crashed[i] = true
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	byKey := map[string]*plannedRecord{}
+	perLang := map[string]int{}
+	var unspeakable []string
+	for i, rd := range todo {
+		l, ph := rd.lang, rd.phrase
+		if crashed[i] {
+			unspeakable = append(unspeakable, l.Code+" "+ph.ID)
+			continue
+		}
+		r := byKey[ph.ID]
+		if r == nil {
+			split := shard.SplitTrain
+			if slices.Contains(spec.UnseenPhrases, ph.ID) {
+				split = shard.SplitUnseenPhrases
+			}
+			r = &plannedRecord{key: ph.ID, split: split}
+			byKey[ph.ID] = r
+		}
+		perLang[l.Code]++
+		r.utts = append(r.utts, plannedUtt{lang: l, speaker: spec.Canon, canon: true, text: ph.Text})
+		for _, sp := range speakers {
+			r.utts = append(r.utts, plannedUtt{lang: l, speaker: sp, text: ph.Text})
+		}
+	}
+	p := &synthPlan{langs: langs, phrases: perLang, unspeakable: unspeakable}
 	for _, r := range byKey {
 		p.records = append(p.records, *r)
 	}

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Voice is one espeak-ng language voice.
@@ -124,6 +126,12 @@ func MatchLanguages(voices []Voice, cldr *CLDR) []Language {
 	return out
 }
 
+// ErrCrashed marks an espeak-ng run that died of a signal rather than
+// exiting: some voices crash on some texts every time (espeak-ng 1.51's
+// Greenlandic segfaults on "28"), which a build treats as that text being
+// unspeakable in that voice.
+var ErrCrashed = errors.New("espeak-ng crashed")
+
 // Say speaks text with a voice and speaker and returns the WAV bytes
 // (espeak-ng writes 22050 Hz PCM16 mono). Text goes through stdin, so no
 // phrase is ever read as a flag.
@@ -145,6 +153,14 @@ func (e Espeak) Say(ctx context.Context, voice string, sp Speaker, text string) 
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
+		if ctx.Err() == nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					err = fmt.Errorf("%w (%v)", ErrCrashed, err)
+				}
+			}
+		}
 		return nil, fmt.Errorf("corpus: espeak-ng -v %s %q: %w: %s", v, text, err, strings.TrimSpace(stderr.String()))
 	}
 	if len(out) < 44 {
