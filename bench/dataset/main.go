@@ -352,7 +352,7 @@ func benchCorpus(ctx context.Context, store *objstore.Client, langs []string, lo
 	workers := runtime.NumCPU()
 	start := time.Now()
 	cpu0 := selfCPU() + childCPU()
-	m, err := dataset.BuildSynthetic(ctx, dataset.SynthBuild{Store: store, Name: "corpus-rate", Version: "v1", Spec: spec,
+	m, err := dataset.BuildSynthetic(ctx, dataset.SynthBuild{Store: store, Name: "corpus-rate", Version: strconv.FormatInt(time.Now().UnixNano(), 36), Spec: spec,
 		Espeak: es, CLDR: cldr, Workers: workers, Log: log})
 	if err != nil {
 		return err
