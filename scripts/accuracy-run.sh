@@ -5,8 +5,9 @@
 # its own, trains the speech-to-speech model for a wall-clock budget with the
 # default recipe (batch 256, 2 sampled positions per target, 20 mel cepstra,
 # lr 3e-3 with warmup and a cosine decay fitted to the budget from measured
-# speed; the corpus's 7 training voices, no warp), then runs `babelfish eval` on the three test splits and prints the
-# figures beside the vocoder floor and the copy-the-input baseline.
+# speed; the corpus's 7 training voices, no warp), then runs `babelfish
+# eval` on the three test splits and prints the figures beside the vocoder
+# floor and the copy-the-input baseline.
 #
 #   scripts/accuracy-run.sh [--dir DIR] [--budget 60m] [--job NAME] [--per-dir N] [--stage all|dataset|train|eval]
 #                           [--version V] [--variants LIST] [--warp W]
