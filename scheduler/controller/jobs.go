@@ -53,7 +53,7 @@ type event struct {
 }
 
 func newJobState(j *v1alpha1.TrainingJob) *jobState {
-	js := &jobState{job: j, key: key(j.Namespace, j.Name), req: request(j), orig: ownedOf(&j.Status), current: map[int]*corev1.Pod{}}
+	js := &jobState{job: j, key: key(j.Namespace, j.Name), req: Request(j), orig: ownedOf(&j.Status), current: map[int]*corev1.Pod{}}
 	js.next = *js.orig.deepCopy()
 	js.next.ObservedGeneration = j.Generation
 	return js

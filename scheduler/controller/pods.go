@@ -77,8 +77,9 @@ func PodName(job string, gen int32, rank int) string {
 // hostname is the rank's DNS name under the job's headless Service.
 func hostname(job string, rank int) string { return fmt.Sprintf("%s-%d", job, rank) }
 
-// request is what one worker of the job asks of the core.
-func request(j *v1alpha1.TrainingJob) core.Request {
+// Request is what one worker of j asks of the scheduling core, here and
+// under the local executor.
+func Request(j *v1alpha1.TrainingJob) core.Request {
 	r := core.Request{GPUs: int(j.Spec.GPUsPerWorker), Models: slices.Clone(j.Spec.GPUModels)}
 	if q := j.Spec.Template.Resources.CPU; q != nil {
 		r.CPUMilli = q.MilliValue()
@@ -102,7 +103,7 @@ func coreJob(j *v1alpha1.TrainingJob) core.Job {
 		Queue:     j.Spec.Queue,
 		Priority:  j.Spec.Priority,
 		Workers:   int(j.Spec.Workers),
-		Worker:    request(j),
+		Worker:    Request(j),
 		Created:   j.CreationTimestamp.Time,
 		Evictions: int(j.Status.Evictions),
 	}

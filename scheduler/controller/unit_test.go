@@ -53,7 +53,7 @@ func TestRequestAndCoreJob(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			j := testJob()
 			tc.edit(j)
-			if got := request(j); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			if got := Request(j); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("request %+v, want %+v", got, tc.want)
 			}
 			cj := coreJob(j)

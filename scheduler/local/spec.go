@@ -175,22 +175,7 @@ func Defaulted(j *v1alpha1.TrainingJob) *v1alpha1.TrainingJob {
 
 // Request is what one worker of j asks of the scheduling core, as the
 // Kubernetes controller computes it.
-func Request(j *v1alpha1.TrainingJob) core.Request {
-	r := core.Request{GPUs: int(j.Spec.GPUsPerWorker), Models: slices.Clone(j.Spec.GPUModels)}
-	if q := j.Spec.Template.Resources.CPU; q != nil {
-		r.CPUMilli = q.MilliValue()
-	}
-	if q := j.Spec.Template.Resources.Memory; q != nil {
-		r.MemoryMiB = (q.Value() + 1<<20 - 1) >> 20
-	}
-	if r.GPUs > 0 {
-		r.GPUMilli = core.MilliPerGPU
-		if j.Spec.GPUMilli != nil {
-			r.GPUMilli = int64(*j.Spec.GPUMilli)
-		}
-	}
-	return r
-}
+func Request(j *v1alpha1.TrainingJob) core.Request { return controller.Request(j) }
 
 // CoreJob is j as the scheduling core sees it.
 func CoreJob(j *v1alpha1.TrainingJob) core.Job {
