@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
-
-	"babelfish.dev/babelfish/audio"
 	"math/rand/v2"
 	"syscall"
 	"testing"
 
+	"babelfish.dev/babelfish/audio"
 	"babelfish.dev/babelfish/model/units"
 )
 

@@ -59,7 +59,7 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 	}
 	rows := map[string]*Row{}
 	row := func(m *dto.Metric) *Row {
-		l := labelMap(m)
+		l := promscrape.Labels(m)
 		key := l["Hostname"] + "/" + l["UUID"]
 		r, ok := rows[key]
 		if !ok {
@@ -72,7 +72,7 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 	gauge := func(name string, set func(r *Row, v float64)) {
 		if f, ok := fams[name]; ok {
 			for _, m := range f.GetMetric() {
-				set(row(m), value(m))
+				set(row(m), promscrape.Value(m))
 			}
 		}
 	}
@@ -85,14 +85,14 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 	gauge("babelfish_gpu_nvlink_island", func(r *Row, v float64) { i := int(v); r.Island = &i })
 	if f, ok := fams["babelfish_gpu_pod_info"]; ok {
 		for _, m := range f.GetMetric() {
-			l := labelMap(m)
+			l := promscrape.Labels(m)
 			r := row(m)
 			r.Pods = append(r.Pods, l["namespace"]+"/"+l["pod"])
 		}
 	} else if f, ok := fams["DCGM_FI_DEV_GPU_UTIL"]; ok {
 		// dcgm-exporter labels the series themselves
 		for _, m := range f.GetMetric() {
-			if l := labelMap(m); l["pod"] != "" {
+			if l := promscrape.Labels(m); l["pod"] != "" {
 				r := row(m)
 				r.Pods = append(r.Pods, l["namespace"]+"/"+l["pod"])
 			}
@@ -103,7 +103,7 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 		for _, m := range f.GetMetric() {
 			r := row(m)
 			if r.MemTotalMiB == nil && r.MemUsedMiB != nil {
-				t := *r.MemUsedMiB + value(m)
+				t := *r.MemUsedMiB + promscrape.Value(m)
 				r.MemTotalMiB = &t
 			}
 		}
@@ -127,26 +127,6 @@ func ScrapeAgent(ctx context.Context, client *http.Client, base string) ([]Row, 
 	}
 	SortRows(out)
 	return out, nil
-}
-
-func labelMap(m *dto.Metric) map[string]string {
-	l := make(map[string]string, len(m.GetLabel()))
-	for _, p := range m.GetLabel() {
-		l[p.GetName()] = p.GetValue()
-	}
-	return l
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.GetGauge() != nil:
-		return m.GetGauge().GetValue()
-	case m.GetCounter() != nil:
-		return m.GetCounter().GetValue()
-	case m.GetUntyped() != nil:
-		return m.GetUntyped().GetValue()
-	}
-	return 0
 }
 
 // RowsFromInventory turns one Node's inventory into rows: memory, health

@@ -59,3 +59,25 @@ func Scrape(ctx context.Context, client *http.Client, url string) (map[string]*d
 	}
 	return fams, nil
 }
+
+// Labels returns a sample's labels as a map.
+func Labels(m *dto.Metric) map[string]string {
+	l := make(map[string]string, len(m.GetLabel()))
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
+}
+
+// Value is a gauge, counter or untyped sample's value (0 for other kinds).
+func Value(m *dto.Metric) float64 {
+	switch {
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"babelfish.dev/babelfish/scheduler/controller"
 	"errors"
 	"fmt"
 	"regexp"
@@ -11,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"babelfish.dev/babelfish/api/v1alpha1"
+	"babelfish.dev/babelfish/scheduler/controller"
 	"babelfish.dev/babelfish/scheduler/core"
 )
 

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"babelfish.dev/babelfish/internal/promscrape"
 	"babelfish.dev/babelfish/nvml/inventory"
 	"babelfish.dev/babelfish/scheduler/dashboard"
 )
@@ -52,8 +53,8 @@ func agentGPUs(fams families) map[string]*liveGPU {
 	}
 	set := func(name string, f func(g *liveGPU, v float64)) {
 		for _, m := range fams[name].GetMetric() {
-			if l := labelMap(m); l["UUID"] != "" {
-				f(gpu(l), value(m))
+			if l := promscrape.Labels(m); l["UUID"] != "" {
+				f(gpu(l), promscrape.Value(m))
 			}
 		}
 	}
@@ -71,7 +72,7 @@ func agentGPUs(fams families) map[string]*liveGPU {
 		}
 	})
 	for _, m := range fams[metricPodInfo].GetMetric() {
-		if l := labelMap(m); l["UUID"] != "" && l["pod"] != "" {
+		if l := promscrape.Labels(m); l["UUID"] != "" && l["pod"] != "" {
 			g := gpu(l)
 			g.pods = append(g.pods, l["namespace"]+"/"+l["pod"])
 		}

@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"babelfish.dev/babelfish/internal/promscrape"
 	"babelfish.dev/babelfish/scheduler/dashboard"
 )
 
@@ -36,10 +37,10 @@ type servingSample struct {
 func sampleOf(fams families, at time.Time) servingSample {
 	s := servingSample{at: at, buckets: map[float64]float64{}}
 	for _, m := range fams[metricSuccess].GetMetric() {
-		s.ok += value(m)
+		s.ok += promscrape.Value(m)
 	}
 	for _, m := range fams[metricFailure].GetMetric() {
-		s.failed += value(m)
+		s.failed += promscrape.Value(m)
 	}
 	for _, m := range fams[metricLatency].GetMetric() {
 		h := m.GetHistogram()
@@ -167,10 +168,10 @@ func (s *Source) Serving(ctx context.Context) (dashboard.Serving, error) {
 			defer mu.Unlock()
 			answers++
 			for _, m := range fams[metricRelease].GetMetric() {
-				if value(m) != 1 {
+				if promscrape.Value(m) != 1 {
 					continue
 				}
-				if model, n, ok := parseReleaseLabel(labelMap(m)["release"]); ok && n > out.Release {
+				if model, n, ok := parseReleaseLabel(promscrape.Labels(m)["release"]); ok && n > out.Release {
 					out.Model, out.Release = model, n
 				}
 			}
