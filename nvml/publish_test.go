@@ -162,6 +162,9 @@ func testXIDToSchedulerPlacement(t *testing.T, cs kubernetes.Interface) {
 	eventually(t, "gpu 3 healthy again on the Node", func() bool {
 		return nodeInfo(t, getNode(t, cs, node)).GPUs[3].Healthy
 	})
+	// The publisher counts a write after the API server answers it, so
+	// the Node can show the recovery a moment before the count does.
+	eventually(t, "the recovery write counted", func() bool { ok, _ := pub.Stats(); return ok >= 3 })
 	if ok, _ := pub.Stats(); ok != 3 {
 		t.Errorf("%d writes: want 3 (first, fault, recovery)", ok)
 	}
