@@ -31,6 +31,10 @@ type GriffinLimConfig struct {
 	// spectrogram's frame count (1+Length/Hop). Default (frames-1)*Hop
 	// (1 for a single frame).
 	Length int
+	// Init, when set, starts the search from this waveform's STFT phase
+	// instead of a random one (a warm start: a few iterations then refine
+	// it). It must be Length samples long (the default Length when zero).
+	Init []float32
 }
 
 func (c GriffinLimConfig) withDefaults() (GriffinLimConfig, error) {
@@ -239,9 +243,25 @@ func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg Griff
 	n := len(mag.Data)
 	c := make([]complex128, n)     // current estimate
 	tPrev := make([]complex128, n) // previous projection
-	for i, m := range mag.Data {
-		sin, cos := math.Sincos(2 * math.Pi * rng.Float64())
-		c[i] = complex(float64(m)*cos, float64(m)*sin)
+	switch {
+	case cfg.Init != nil:
+		if len(cfg.Init) != length {
+			return nil, fmt.Errorf("audio: GriffinLimConfig.Init has %d samples, want the output length %d", len(cfg.Init), length)
+		}
+		z := a.stft(toFloat64(cfg.Init), fft, nil)
+		for i, zi := range z {
+			m := float64(mag.Data[i])
+			if r := math.Hypot(real(zi), imag(zi)); r > 1e-12 {
+				c[i] = zi * complex(m/r, 0)
+			} else {
+				c[i] = complex(m, 0)
+			}
+		}
+	default:
+		for i, m := range mag.Data {
+			sin, cos := math.Sincos(2 * math.Pi * rng.Float64())
+			c[i] = complex(float64(m)*cos, float64(m)*sin)
+		}
 	}
 	copy(tPrev, c)
 	norm := a.olaNorm(frames, length)
@@ -269,6 +289,98 @@ func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg Griff
 	}
 	x = a.istft(tPrev, frames, norm, fft, x)
 	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(v)
+	}
+	return out, nil
+}
+
+// LoopGriffinLim finds a periodic waveform, period samples long, whose
+// circular STFT has the magnitude mag (NFFT/2+1 values) in every frame: a
+// sound held still that can be read out for any length by wrapping around,
+// with no seam. period must be a multiple of Hop and at least NFFT. It is
+// Griffin-Lim (with cfg's iterations, momentum and seed) on frames that wrap
+// around the period.
+func (a *MelAnalyzer) LoopGriffinLim(ctx context.Context, mag []float32, period int, cfg GriffinLimConfig) ([]float32, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	hop, n := a.cfg.Hop, a.cfg.NFFT
+	if len(mag) != a.bins {
+		return nil, fmt.Errorf("audio: loop magnitude has %d bins, want NFFT/2+1 = %d", len(mag), a.bins)
+	}
+	if period < n || period%hop != 0 {
+		return nil, fmt.Errorf("audio: loop period is %d samples: want a multiple of the hop (%d) and at least NFFT (%d)", period, hop, n)
+	}
+	frames := period / hop
+	half := n / 2
+	// Every sample is covered by the same windows' wrap-around, so the
+	// least-squares normalization is per sample of the period.
+	norm := make([]float64, period)
+	for t := range frames {
+		for i, w := range a.window {
+			norm[((t*hop-half+i)%period+period)%period] += w * w
+		}
+	}
+	for j, v := range norm {
+		if v > 1e-8 {
+			norm[j] = 1 / v
+		}
+	}
+	fft := fourier.NewFFT(n)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
+	c := make([]complex128, frames*a.bins)
+	tPrev := make([]complex128, len(c))
+	for t := range frames {
+		for k, m := range mag {
+			sin, cos := math.Sincos(2 * math.Pi * rng.Float64())
+			c[t*a.bins+k] = complex(float64(m)*cos, float64(m)*sin)
+		}
+	}
+	copy(tPrev, c)
+	x := make([]float64, period)
+	frame := make([]float64, n)
+	istft := func(spec []complex128) {
+		clear(x)
+		for t := range frames {
+			fft.Sequence(frame, spec[t*a.bins:(t+1)*a.bins])
+			for i, w := range a.window {
+				j := ((t*hop-half+i)%period + period) % period
+				x[j] += frame[i] * w / float64(n)
+			}
+		}
+		for j, v := range norm {
+			x[j] *= v
+		}
+	}
+	for it := range cfg.Iterations {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("audio: loop Griffin-Lim stopped at iteration %d of %d: %w", it, cfg.Iterations, err)
+		}
+		istft(c)
+		for t := range frames {
+			for i, w := range a.window {
+				frame[i] = x[((t*hop-half+i)%period+period)%period] * w
+			}
+			z := c[t*a.bins : (t+1)*a.bins]
+			fft.Coefficients(z, frame)
+			for k, zi := range z {
+				m := float64(mag[k])
+				var v complex128
+				if r := math.Hypot(real(zi), imag(zi)); r > 1e-12 {
+					v = zi * complex(m/r, 0)
+				} else {
+					v = complex(m, 0)
+				}
+				i := t*a.bins + k
+				c[i] = v + complex(cfg.Momentum, 0)*(v-tPrev[i])
+				tPrev[i] = v
+			}
+		}
+	}
+	istft(tPrev)
+	out := make([]float32, period)
 	for i, v := range x {
 		out[i] = float32(v)
 	}

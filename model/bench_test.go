@@ -82,19 +82,24 @@ func BenchmarkTranslate(b *testing.B) {
 		t := float64(i) / float64(rate)
 		x[i] = float32(0.3 * math.Max(0, math.Sin(2*math.Pi*1.5*t)) * math.Sin(2*math.Pi*150*t))
 	}
-	for _, n := range []int{1, 16} {
-		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
-			ins := make([]Input, n)
-			for i := range ins {
-				ins[i] = Input{Audio: audio.Clip{Rate: rate, Samples: x}, TargetLang: cfg.Languages[i%3]}
-			}
-			c0 := cpuSeconds()
-			for b.Loop() {
-				if _, err := m.Translate(context.Background(), ins, DecodeOptions{MaxSeconds: 0.5}); err != nil {
-					b.Fatal(err)
+	for _, voc := range []string{VocoderGriffinLim, VocoderLoops} {
+		if _, err := m.VocoderOf(context.Background(), voc); err != nil { // loops: built once, outside the timing
+			b.Fatal(err)
+		}
+		for _, n := range []int{1, 16} {
+			b.Run(fmt.Sprintf("vocoder=%s/batch=%d", voc, n), func(b *testing.B) {
+				ins := make([]Input, n)
+				for i := range ins {
+					ins[i] = Input{Audio: audio.Clip{Rate: rate, Samples: x}, TargetLang: cfg.Languages[i%3]}
 				}
-			}
-			b.ReportMetric((cpuSeconds()-c0)/float64(b.N)/float64(n), "cpu-s/input")
-		})
+				c0 := cpuSeconds()
+				for b.Loop() {
+					if _, err := m.Translate(context.Background(), ins, DecodeOptions{MaxSeconds: 0.5, Vocoder: voc}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric((cpuSeconds()-c0)/float64(b.N)/float64(n), "cpu-s/input")
+			})
+		}
 	}
 }

@@ -51,6 +51,12 @@ type Config struct {
 	// GriffinLimIterations its inversion effort.
 	Smooth               int `json:"smooth"`
 	GriffinLimIterations int `json:"griffin_lim_iterations"`
+	// Vocoder is how units become a waveform: VocoderGriffinLim (the
+	// default, and what a config without the field means) runs
+	// Griffin-Lim per output; VocoderLoops renders each unit once per
+	// model as a seamless loop and cross-fades them, an order of
+	// magnitude cheaper per output.
+	Vocoder string `json:"vocoder,omitempty"`
 	// Seed drives weight initialisation.
 	Seed uint64 `json:"seed"`
 }
@@ -77,6 +83,12 @@ func DefaultConfig(langs []string) Config {
 		Seed:                 1,
 	}
 }
+
+// Vocoders (Config.Vocoder).
+const (
+	VocoderGriffinLim = "griffin-lim"
+	VocoderLoops      = "loops"
+)
 
 // Limits on shapes, so a bad config fails before any allocation.
 const (
@@ -137,6 +149,11 @@ func (c Config) Validate() error {
 		if err := check(fmt.Sprintf("EncoderHidden[%d]", i), w, 1, maxWidth); err != nil {
 			return err
 		}
+	}
+	switch c.Vocoder {
+	case "", VocoderGriffinLim, VocoderLoops:
+	default:
+		return fmt.Errorf("model: Config.Vocoder is %q: want %q or %q", c.Vocoder, VocoderGriffinLim, VocoderLoops)
 	}
 	if c.DurationWeight < 0 || c.DurationWeight > 100 {
 		return fmt.Errorf("model: Config.DurationWeight is %g: want 0..100", c.DurationWeight)

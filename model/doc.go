@@ -16,7 +16,9 @@
 //     all positions at once keeps the training graph static: targets are
 //     padded to the graph's length with a mask.
 //   - Unit vocoder: units and durations to centroid log-mel frames, lightly
-//     smoothed, to a waveform by Griffin-Lim (package units).
+//     smoothed, to a waveform by Griffin-Lim (package units), or from
+//     per-unit loops rendered once per model (Config.Vocoder "loops"; any
+//     checkpoint can be heard through either, DecodeOptions.Vocoder).
 //
 // Training computes summed losses and gradients with gorgonia on a static
 // graph of fixed batch shape (Model.NewGraph, Graph.Gradients); graphs of
@@ -30,6 +32,8 @@
 // step's scale, which equals one rank with the whole batch.
 //
 // Inference (Model.Translate) runs the same network in plain Go, with greedy
-// or beam decoding, and needs no gorgonia graph. Save and Load write and read
+// or beam decoding, and needs no gorgonia graph. A batch's front end and
+// vocoder run per input across the cores; its greedy decoder runs all rows
+// in lock step, so each weight is read once per step for the whole batch. Save and Load write and read
 // weights, configuration and unit codebook in one versioned stream.
 package model

@@ -34,6 +34,9 @@ type DecodeOptions struct {
 	// MaxSeconds bounds the output speech; 0 means no bound beyond
 	// Config.MaxUnits.
 	MaxSeconds float64
+	// Vocoder renders the units with this vocoder (a Config.Vocoder value)
+	// instead of the model's own; empty keeps the model's.
+	Vocoder string
 }
 
 // maxBeam bounds the beam width a caller may ask for.
@@ -62,22 +65,78 @@ func (m *Model) Translate(ctx context.Context, ins []Input, opt DecodeOptions) (
 		}
 		langs[i] = li
 	}
-	voc := m.Vocoder()
+	vkind := opt.Vocoder
+	if vkind == "" {
+		vkind = m.cfg.Vocoder
+	}
+	voc, err := m.VocoderOf(ctx, vkind)
+	if err != nil {
+		return nil, err
+	}
+	// Three phases: the front end per input, the network for the whole
+	// batch at once (greedy) or per input (beam), the vocoder per input.
+	// Per-input phases spread over the cores; the batched network splits
+	// the batch into one block of rows per core.
+	xs := make([][]float32, len(ins))
+	err = parallel(ctx, len(ins), func(i int) error {
+		lm, err := m.front.LogMel(ins[i].Audio)
+		if err != nil {
+			return err
+		}
+		xs[i], err = m.EncoderInput(lm)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]units.Sequence, len(ins))
+	maxFrames := m.maxFrames(opt)
+	if opt.Beam <= 1 {
+		per := (len(ins) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+		blocks := (len(ins) + per - 1) / per
+		err = parallel(ctx, blocks, func(b int) error {
+			lo, hi := b*per, min(len(ins), (b+1)*per)
+			copy(seqs[lo:hi], m.decodeGreedyBatch(xs[lo:hi], langs[lo:hi], maxFrames))
+			return nil
+		})
+	} else {
+		err = parallel(ctx, len(ins), func(i int) error {
+			seqs[i] = m.Decode(xs[i], langs[i], opt)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Output, len(ins))
-	errs := make([]error, len(ins))
+	err = parallel(ctx, len(ins), func(i int) error {
+		clip, err := voc.Synthesize(ctx, seqs[i])
+		out[i] = Output{Audio: clip, Units: seqs[i]}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// parallel runs fn(0..n-1) on up to GOMAXPROCS goroutines and joins the
+// errors, each naming its input; it stops handing out work once ctx ends,
+// and then returns ctx's error.
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	errs := make([]error, n)
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range min(len(ins), runtime.GOMAXPROCS(0)) {
+	for range min(n, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for i := range work {
-				out[i], errs[i] = m.translateOne(ctx, voc, ins[i], langs[i], opt)
-				if errs[i] != nil {
-					errs[i] = fmt.Errorf("input %d: %w", i, errs[i])
+				if err := fn(i); err != nil {
+					errs[i] = fmt.Errorf("input %d: %w", i, err)
 				}
 			}
 		})
 	}
-	for i := range ins {
+	for i := range n {
 		if ctx.Err() != nil {
 			break
 		}
@@ -86,40 +145,24 @@ func (m *Model) Translate(ctx context.Context, ins []Input, opt DecodeOptions) (
 	close(work)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return errors.Join(errs...)
 }
 
-func (m *Model) translateOne(ctx context.Context, voc *units.Vocoder, in Input, lang int, opt DecodeOptions) (Output, error) {
-	lm, err := m.front.LogMel(in.Audio)
-	if err != nil {
-		return Output{}, err
+// maxFrames is the longest output in unit frames that opt allows.
+func (m *Model) maxFrames(opt DecodeOptions) int {
+	if opt.MaxSeconds <= 0 {
+		return math.MaxInt
 	}
-	x, err := m.EncoderInput(lm)
-	if err != nil {
-		return Output{}, err
-	}
-	seq := m.Decode(x, lang, opt)
-	clip, err := voc.Synthesize(ctx, seq)
-	if err != nil {
-		return Output{}, err
-	}
-	return Output{Audio: clip, Units: seq}, nil
+	mc := m.cfg.Features.Mel
+	return max(1, int(opt.MaxSeconds*float64(mc.SampleRate)/float64(mc.Hop*m.cfg.UnitStride)))
 }
 
 // Decode predicts the unit sequence for one encoder input (see
 // EncoderInput) into language index lang.
 func (m *Model) Decode(input []float32, lang int, opt DecodeOptions) units.Sequence {
-	c := m.cfg
-	maxFrames := math.MaxInt
-	if opt.MaxSeconds > 0 {
-		mc := c.Features.Mel
-		maxFrames = max(1, int(opt.MaxSeconds*float64(mc.SampleRate)/float64(mc.Hop*c.UnitStride)))
-	}
+	maxFrames := m.maxFrames(opt)
 	base := m.decoderBase(m.encode(input), lang)
 	if opt.Beam <= 1 {
 		return m.greedy(base, maxFrames)

@@ -1,8 +1,10 @@
 package model
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"babelfish.dev/babelfish/audio"
 	"babelfish.dev/babelfish/model/features"
@@ -18,6 +20,9 @@ type Model struct {
 	params   *Params
 	codebook *units.Codebook
 	front    *features.Frontend
+
+	loopsMu sync.Mutex
+	loops   *units.Loops // built on first use by a loops vocoder
 }
 
 // New validates cfg and the codebook (K = cfg.Units, dims = mel bands) and
@@ -68,15 +73,41 @@ func (m *Model) Frontend() *features.Frontend { return m.front }
 // Languages lists the languages the model translates into.
 func (m *Model) Languages() []string { return append([]string(nil), m.cfg.Languages...) }
 
-// Vocoder is the model's unit vocoder.
-func (m *Model) Vocoder() *units.Vocoder {
-	return &units.Vocoder{
+// Vocoder is the model's unit vocoder, the one Config.Vocoder names.
+func (m *Model) Vocoder(ctx context.Context) (*units.Vocoder, error) {
+	return m.VocoderOf(ctx, m.cfg.Vocoder)
+}
+
+// VocoderOf is the model's unit vocoder of the given kind (a Config.Vocoder
+// value), so one checkpoint can be heard, and evaluated, through either.
+// The first loops vocoder renders the codebook's loops (about a CPU second
+// for 128 units); later ones share them.
+func (m *Model) VocoderOf(ctx context.Context, kind string) (*units.Vocoder, error) {
+	v := &units.Vocoder{
 		Codebook:   m.codebook,
 		Stride:     m.cfg.UnitStride,
 		Smooth:     m.cfg.Smooth,
 		Analyzer:   m.front.Analyzer(),
 		GriffinLim: audio.GriffinLimConfig{Iterations: m.cfg.GriffinLimIterations},
 	}
+	switch kind {
+	case "", VocoderGriffinLim:
+		return v, nil
+	case VocoderLoops:
+	default:
+		return nil, fmt.Errorf("model: vocoder %q: want %q or %q", kind, VocoderGriffinLim, VocoderLoops)
+	}
+	m.loopsMu.Lock()
+	defer m.loopsMu.Unlock()
+	if m.loops == nil {
+		l, err := units.NewLoops(ctx, m.codebook, m.front.Analyzer(), units.LoopsConfig{GriffinLim: audio.GriffinLimConfig{Seed: m.cfg.Seed}})
+		if err != nil {
+			return nil, err
+		}
+		m.loops = l
+	}
+	v.Loops = m.loops
+	return v, nil
 }
 
 // EncoderInput turns trimmed log-mel frames of source speech into the

@@ -306,6 +306,7 @@ func TestConfigValidation(t *testing.T) {
 		{"short sequences", func(c *Config) { c.MaxUnits = 1 }, "MaxUnits is 1"},
 		{"huge", func(c *Config) { c.EncoderHidden = []int{16384, 16384, 16384, 16384, 16384} }, "parameters"},
 		{"bad duration weight", func(c *Config) { c.DurationWeight = -1 }, "DurationWeight"},
+		{"unknown vocoder", func(c *Config) { c.Vocoder = "wavenet" }, `Vocoder is "wavenet"`},
 		{"bad mel", func(c *Config) { c.Features.Mel = audio.MelConfig{SampleRate: 16000, NFFT: 64, NMels: 80} }, "Features"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -341,6 +342,7 @@ func TestTranslateRejectsBadInputBeforeWork(t *testing.T) {
 		{"unknown language", []Input{good, {Audio: good.Audio, TargetLang: "zz"}}, DecodeOptions{}, `input 1: model: unknown language "zz": the model knows aa bb cc`},
 		{"empty audio", []Input{{Audio: audio.Clip{Rate: 16000}, TargetLang: "aa"}}, DecodeOptions{}, "audio is empty"},
 		{"beam too wide", []Input{good}, DecodeOptions{Beam: 1000}, "Beam is 1000"},
+		{"unknown vocoder", []Input{good}, DecodeOptions{Vocoder: "wavenet"}, `vocoder "wavenet"`},
 		{"negative seconds", []Input{good}, DecodeOptions{MaxSeconds: -1}, "MaxSeconds"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -398,5 +400,54 @@ func TestDecodeOptions(t *testing.T) {
 	// Greedy is the beam of width 1.
 	if g, b := m.Decode(exs[5].Input, 2, DecodeOptions{}), m.Decode(exs[5].Input, 2, DecodeOptions{Beam: 1}); !slices.Equal(g.Units, b.Units) {
 		t.Errorf("greedy %v != beam 1 %v", g.Units, b.Units)
+	}
+}
+
+// The batched greedy decoder gives every row exactly the sequence Decode
+// gives it alone, for mixed target languages and output caps, and
+// Translate's outputs do not depend on how the inputs are batched.
+func TestDecodeGreedyBatchMatchesDecode(t *testing.T) {
+	m, exs, tc := toySetup(t, nil)
+	var xs [][]float32
+	var langs []int
+	for i := range min(len(exs), 11) {
+		xs = append(xs, exs[i].Input)
+		langs = append(langs, i%len(m.Config().Languages))
+	}
+	for _, secs := range []float64{0, 0.05, 0.3} {
+		opt := DecodeOptions{MaxSeconds: secs}
+		got := m.decodeGreedyBatch(xs, langs, m.maxFrames(opt))
+		total := 0
+		for _, g := range got {
+			total += len(g.Units)
+		}
+		if total < len(xs) {
+			t.Fatalf("cap %gs: %d units for %d rows: the comparison would be empty", secs, total, len(xs))
+		}
+		for i := range xs {
+			want := m.Decode(xs[i], langs[i], opt)
+			if !slices.Equal(got[i].Units, want.Units) || !slices.Equal(got[i].Durations, want.Durations) {
+				t.Errorf("cap %gs, row %d: batch %v %v, alone %v %v", secs, i, got[i].Units, got[i].Durations, want.Units, want.Durations)
+			}
+		}
+	}
+	var ins []Input
+	for l := range tc.langs {
+		for p := range tc.phrases {
+			ins = append(ins, Input{Audio: tc.say(l, p, 1, 1), TargetLang: tc.langs[(l+1)%len(tc.langs)]})
+		}
+	}
+	batch, err := m.Translate(t.Context(), ins, DecodeOptions{Vocoder: VocoderLoops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, in := range ins {
+		one, err := m.Translate(t.Context(), []Input{in}, DecodeOptions{Vocoder: VocoderLoops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(one[0].Units.Units, batch[i].Units.Units) || !slices.Equal(one[0].Audio.Samples, batch[i].Audio.Samples) {
+			t.Errorf("input %d: alone and in a batch of %d differ", i, len(ins))
+		}
 	}
 }

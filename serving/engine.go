@@ -84,7 +84,7 @@ func (e *engine) knows(lang string) bool { return slices.Contains(e.langs, lang)
 // warmUp runs a real batch through the model: one second of a voiced
 // tone per executor slot, so that first requests meet warm caches and
 // a release that cannot translate never takes traffic.
-func (e *engine) warmUp(ctx context.Context, maxBatch int, maxOut float64) error {
+func (e *engine) warmUp(ctx context.Context, maxBatch int, opt model.DecodeOptions) error {
 	if len(e.langs) == 0 {
 		return fmt.Errorf("serving: %s speaks no language", e.name)
 	}
@@ -98,7 +98,7 @@ func (e *engine) warmUp(ctx context.Context, maxBatch int, maxOut float64) error
 	for i := range ins {
 		ins[i] = model.Input{Audio: clip, TargetLang: e.langs[i%len(e.langs)]}
 	}
-	outs, err := e.m.Translate(ctx, ins, model.DecodeOptions{MaxSeconds: maxOut})
+	outs, err := e.m.Translate(ctx, ins, opt)
 	if err != nil {
 		return fmt.Errorf("serving: warming up %s: %w", e.name, err)
 	}

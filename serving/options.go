@@ -89,6 +89,7 @@ type options struct {
 	tokens       []string
 	drainTimeout time.Duration
 	vad          vad.Config
+	vocoder      string
 }
 
 // Option changes a Server.
@@ -123,6 +124,13 @@ func WithAuthTokens(tokens ...string) Option {
 // WithDrainTimeout bounds how long an old release may take to finish its
 // queued work after a swap, and a shutdown its in-flight calls (default 60s).
 func WithDrainTimeout(d time.Duration) Option { return func(o *options) { o.drainTimeout = d } }
+
+// WithVocoder renders every release's output with this vocoder (a
+// model.Config.Vocoder value: model.VocoderGriffinLim or model.VocoderLoops)
+// instead of the one the release was trained with. Loops cost about a
+// fifteenth of Griffin-Lim per request; their one-off rendering happens in
+// warm-up, before a release takes traffic.
+func WithVocoder(kind string) Option { return func(o *options) { o.vocoder = kind } }
 
 // WithVAD tunes StreamTranslate's segmentation (Rate is set per stream).
 func WithVAD(c vad.Config) Option { return func(o *options) { o.vad = c } }

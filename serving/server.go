@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	babelfishv1 "babelfish.dev/babelfish/api/babelfish/v1"
+	"babelfish.dev/babelfish/model"
 	"babelfish.dev/babelfish/model/registry"
 	"babelfish.dev/babelfish/objstore"
 )
@@ -53,6 +54,11 @@ func New(store *objstore.Client, modelName string, opts ...Option) (*Server, err
 	}
 	if err := o.limits.Validate(); err != nil {
 		return nil, err
+	}
+	switch o.vocoder {
+	case "", model.VocoderGriffinLim, model.VocoderLoops:
+	default:
+		return nil, fmt.Errorf("serving: vocoder %q: want %q or %q (or empty: each release's own)", o.vocoder, model.VocoderGriffinLim, model.VocoderLoops)
 	}
 	if err := o.batching.Validate(); err != nil {
 		return nil, fmt.Errorf("serving: %w", err)
@@ -230,7 +236,7 @@ func (s *Server) load(ctx context.Context, n int64) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := e.warmUp(ctx, s.opt.batching.MaxBatch, s.opt.limits.MaxOutputSeconds); err != nil {
+	if err := e.warmUp(ctx, s.opt.batching.MaxBatch, model.DecodeOptions{MaxSeconds: s.opt.limits.MaxOutputSeconds, Vocoder: s.opt.vocoder}); err != nil {
 		_ = e.b.Drain(context.Background())
 		return fail(err)
 	}

@@ -115,15 +115,44 @@ func TestTranslateListLanguagesHealthReflection(t *testing.T) {
 // expected is what model m answers for wav into lang, encoded as served.
 func expected(t testing.TB, m *model.Model, wav []byte, lang string) []byte {
 	t.Helper()
+	return expectedWith(t, m, wav, lang, "")
+}
+
+// expectedWith is expected through the named vocoder.
+func expectedWith(t testing.TB, m *model.Model, wav []byte, lang, vocoder string) []byte {
+	t.Helper()
 	clip, err := audio.DecodeWAV(wav, audio.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	outs, err := m.Translate(context.Background(), []model.Input{{Audio: clip, TargetLang: lang}}, model.DecodeOptions{MaxSeconds: testLimits().MaxOutputSeconds})
+	outs, err := m.Translate(context.Background(), []model.Input{{Audio: clip, TargetLang: lang}}, model.DecodeOptions{MaxSeconds: testLimits().MaxOutputSeconds, Vocoder: vocoder})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return wavOf(t, outs[0].Audio)
+}
+
+// WithVocoder serves every release through the named vocoder: the answer
+// is the model's own translation through loops, unlike its Griffin-Lim one.
+func TestWithVocoderLoops(t *testing.T) {
+	st := newStore(t)
+	promote(t, st, "s2ut", tinyModel(t, 3, 2), 10)
+	if _, err := New(st, "s2ut", WithVocoder("wavenet")); err == nil || !strings.Contains(err.Error(), `vocoder "wavenet"`) {
+		t.Fatalf("unknown vocoder: err = %v", err)
+	}
+	ts := startServer(t, st, "s2ut", true, WithVocoder(model.VocoderLoops))
+	wav := wavOf(t, speech(16000, 0.6, 1))
+	resp, err := ts.client.Translate(t.Context(), &babelfishv1.TranslateRequest{Audio: &babelfishv1.Audio{Wav: wav}, TargetLanguage: "de"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tinyModel(t, 3, 2)
+	if want := expectedWith(t, m, wav, "de", model.VocoderLoops); !bytes.Equal(resp.Audio.Wav, want) {
+		t.Fatal("served audio differs from the model's own translation through loops")
+	}
+	if gl := expected(t, m, wav, "de"); bytes.Equal(resp.Audio.Wav, gl) {
+		t.Fatal("served audio is the Griffin-Lim rendering: the option did not reach the model")
+	}
 }
 
 func TestNotServingBeforeFirstRelease(t *testing.T) {

@@ -96,7 +96,7 @@ func (s *Server) checkLang(field, lang string, required bool) error {
 
 func (s *Server) checkDecode(d *babelfishv1.DecodeOptions) (model.DecodeOptions, error) {
 	lim := s.opt.limits
-	opt := model.DecodeOptions{MaxSeconds: lim.MaxOutputSeconds}
+	opt := model.DecodeOptions{MaxSeconds: lim.MaxOutputSeconds, Vocoder: s.opt.vocoder}
 	if d == nil {
 		return opt, nil
 	}

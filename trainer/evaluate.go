@@ -63,6 +63,10 @@ type EvalConfig struct {
 	// Beam is the decoder's beam width (0 or 1: greedy).
 	Beam int
 	Seed uint64
+	// Vocoder, when set, renders the model's and the floor's units with
+	// this vocoder (a model.Config.Vocoder value) instead of the model's
+	// own, so vocoders can be compared on one checkpoint.
+	Vocoder string
 	// Workers bounds parallel translations; 0 means GOMAXPROCS.
 	Workers int
 	// Progress, if not nil, gets a progress bar.
@@ -143,13 +147,15 @@ type EvalReport struct {
 	PerDirection   int         `json:"per_direction"`
 	// PhrasesPerDirection and PairsPerDirection are the other splits'
 	// draws (defaults resolved).
-	PhrasesPerDirection int          `json:"phrases_per_direction"`
-	PairsPerDirection   int          `json:"pairs_per_direction"`
-	Beam                int          `json:"beam"`
-	Seed                uint64       `json:"seed"`
-	Splits              []SplitScore `json:"splits"`
-	Seconds             float64      `json:"seconds"`
-	Time                time.Time    `json:"time"`
+	PhrasesPerDirection int    `json:"phrases_per_direction"`
+	PairsPerDirection   int    `json:"pairs_per_direction"`
+	Beam                int    `json:"beam"`
+	Seed                uint64 `json:"seed"`
+	// Vocoder is EvalConfig.Vocoder (empty: the model's own).
+	Vocoder string       `json:"vocoder,omitempty"`
+	Splits  []SplitScore `json:"splits"`
+	Seconds float64      `json:"seconds"`
+	Time    time.Time    `json:"time"`
 }
 
 // Split returns the named split's score.
@@ -237,6 +243,11 @@ func prepareEval(ctx context.Context, store *objstore.Client, c EvalConfig) (*ev
 	}
 	if c.Beam < 0 || c.Beam > MaxBeam {
 		errs = append(errs, fmt.Errorf("trainer: EvalConfig.Beam is %d: want 0..%d", c.Beam, MaxBeam))
+	}
+	switch c.Vocoder {
+	case "", model.VocoderGriffinLim, model.VocoderLoops:
+	default:
+		errs = append(errs, fmt.Errorf("trainer: EvalConfig.Vocoder is %q: want %q or %q (or empty: the model's own)", c.Vocoder, model.VocoderGriffinLim, model.VocoderLoops))
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("trainer: EvalConfig.Workers is %d: want >= 0", c.Workers))
@@ -443,7 +454,14 @@ func Evaluate(ctx context.Context, store *objstore.Client, c EvalConfig) (*EvalR
 	}
 	var fmu sync.Mutex
 	floors := map[[2]string]*floorRes{}
-	voc := m.Vocoder()
+	vkind := c.Vocoder
+	if vkind == "" {
+		vkind = m.Config().Vocoder
+	}
+	voc, err := m.VocoderOf(ctx, vkind)
+	if err != nil {
+		return nil, err
+	}
 	floorOf := func(lang, phrase string) *floorRes {
 		k := [2]string{lang, phrase}
 		fmu.Lock()
@@ -488,7 +506,7 @@ func Evaluate(ctx context.Context, store *objstore.Client, c EvalConfig) (*EvalR
 	if c.Progress != nil {
 		bar = progress.New(c.Progress, "eval", "translations", int64(len(items)))
 	}
-	opt := model.DecodeOptions{Beam: c.Beam}
+	opt := model.DecodeOptions{Beam: c.Beam, Vocoder: c.Vocoder}
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range c.Workers {
@@ -568,7 +586,7 @@ feed:
 	rep := &EvalReport{
 		Checkpoint: src.ck.Prefix, Step: src.ck.State.Step, Dataset: c.Dataset, DatasetVersion: c.DatasetVersion,
 		Languages: src.langs, LanguagesAsked: c.Languages, UnseenPairs: man.Splits.UnseenPairs, UnseenPhrases: man.Splits.UnseenPhrases,
-		PerDirection: c.PerDirection, PhrasesPerDirection: c.PhrasesPerDirection, PairsPerDirection: c.PairsPerDirection, Beam: c.Beam, Seed: c.Seed, Time: time.Now().UTC(),
+		PerDirection: c.PerDirection, PhrasesPerDirection: c.PhrasesPerDirection, PairsPerDirection: c.PairsPerDirection, Beam: c.Beam, Seed: c.Seed, Vocoder: c.Vocoder, Time: time.Now().UTC(),
 	}
 	for _, sp := range splits {
 		var tm, tf, tc, seen eval.Tally
@@ -659,6 +677,9 @@ func EvalPrefix(ck string, c EvalConfig) string {
 	if len(c.Languages) > 0 {
 		l = "-" + strings.Join(c.Languages, "_")
 	}
+	if c.Vocoder != "" {
+		l += "-v" + c.Vocoder
+	}
 	return fmt.Sprintf("%seval/%s-%s%s-n%d_%d_%d-b%d-s%d/", ck, c.Dataset, c.DatasetVersion, l,
 		c.PerDirection, c.PhrasesPerDirection, c.PairsPerDirection, max(c.Beam, 1), c.Seed)
 }
@@ -666,7 +687,7 @@ func EvalPrefix(ck string, c EvalConfig) string {
 // config is the EvalConfig that reproduces the report.
 func (r *EvalReport) config() EvalConfig {
 	return EvalConfig{Checkpoint: r.Checkpoint, Dataset: r.Dataset, DatasetVersion: r.DatasetVersion, Languages: r.LanguagesAsked,
-		PerDirection: r.PerDirection, PhrasesPerDirection: r.PhrasesPerDirection, PairsPerDirection: r.PairsPerDirection, Beam: r.Beam, Seed: r.Seed}
+		PerDirection: r.PerDirection, PhrasesPerDirection: r.PhrasesPerDirection, PairsPerDirection: r.PairsPerDirection, Beam: r.Beam, Seed: r.Seed, Vocoder: r.Vocoder}
 }
 
 // Eval artifact part names.

@@ -55,6 +55,7 @@ func run() error {
 	flag.DurationVar(&p.maxDelay, "max-delay", 5*time.Millisecond, "MaxDelay with batching on")
 	flag.Float64Var(&p.inSeconds, "input-seconds", 1.5, "input audio per request")
 	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")
+	vocoders := flag.String("vocoders", model.VocoderGriffinLim+","+model.VocoderLoops, "vocoders to serve with, one full run each (serve --vocoder)")
 	flag.Parse()
 	for _, f := range strings.Split(*levels, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(f))
@@ -102,6 +103,18 @@ func run() error {
 	lim := serving.DefaultLimits()
 	lim.MaxOutputSeconds = p.maxOut
 	fmt.Printf("# cores=%d input=%.1fs output<=%.1fs levels=%v duration=%v\n", runtime.GOMAXPROCS(0), p.inSeconds, p.maxOut, p.levels, p.duration)
+	step := int64(1)
+	for _, voc := range strings.Split(*vocoders, ",") {
+		if err := runVocoder(ctx, st, reg, p, lim, req, langs, strings.TrimSpace(voc), &step); err != nil {
+			return fmt.Errorf("vocoder %s: %w", voc, err)
+		}
+	}
+	return nil
+}
+
+// runVocoder measures every mode and the swap times with one vocoder and
+// prints its summary line. step numbers the releases it promotes.
+func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry, p params, lim serving.Limits, req *babelfishv1.TranslateRequest, langs []string, voc string, step *int64) error {
 
 	modes := []struct {
 		name   string
@@ -115,14 +128,14 @@ func run() error {
 	at16 := map[string]result{}
 	var rtf float64
 	for _, mode := range modes {
-		err := withServer(ctx, st, lim, mode.cfg, 0, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
+		err := withServer(ctx, st, lim, mode.cfg, voc, 0, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
 			for _, c := range mode.levels {
 				r, err := load(ctx, client, req, c, p.duration)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("bench serving mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f mean_batch=%.2f requests=%d\n",
-					mode.name, c, r.rps, ms(r.p50), ms(r.p99), r.meanBatch, r.n)
+				fmt.Printf("bench serving vocoder=%s mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f mean_batch=%.2f requests=%d\n",
+					voc, mode.name, c, r.rps, ms(r.p50), ms(r.p99), r.meanBatch, r.n)
 				if c == 16 {
 					at16[mode.name] = r
 				}
@@ -140,12 +153,13 @@ func run() error {
 	// Swap: time from the current flip (Promote returning) to the server
 	// answering with the new release, idle and under load at c=16.
 	var swapIdle, swapLoaded time.Duration
-	err = withServer(ctx, st, lim, modes[1].cfg, 100*time.Millisecond, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
-		m2, err := randomModel(langs, 2)
+	err := withServer(ctx, st, lim, modes[1].cfg, voc, 100*time.Millisecond, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
+		*step++
+		m2, err := randomModel(langs, uint64(*step))
 		if err != nil {
 			return err
 		}
-		if swapIdle, err = swapTime(ctx, st, reg, s, m2, 2); err != nil {
+		if swapIdle, err = swapTime(ctx, st, reg, s, m2, *step); err != nil {
 			return err
 		}
 		lctx, stop := context.WithCancel(ctx)
@@ -158,12 +172,13 @@ func run() error {
 			done <- err
 		}()
 		time.Sleep(2 * time.Second)
-		m3, err := randomModel(langs, 3)
+		*step++
+		m3, err := randomModel(langs, uint64(*step))
 		if err != nil {
 			stop()
 			return err
 		}
-		swapLoaded, err = swapTime(ctx, st, reg, s, m3, 3)
+		swapLoaded, err = swapTime(ctx, st, reg, s, m3, *step)
 		stop()
 		if lerr := <-done; err == nil {
 			err = lerr
@@ -174,19 +189,19 @@ func run() error {
 		return err
 	}
 	on, off, inst := at16["batch"], at16["off"], at16["instances"]
-	fmt.Printf("bench serving batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d\n",
-		on.rps/off.rps, ms(on.p99)/ms(off.p99), on.rps/inst.rps, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0))
+	fmt.Printf("bench serving vocoder=%s batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d\n",
+		voc, on.rps/off.rps, ms(on.p99)/ms(off.p99), on.rps/inst.rps, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0))
 	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // withServer serves the current release with cfg on loopback for fn.
-func withServer(ctx context.Context, st *objstore.Client, lim serving.Limits, cfg batcher.Config, poll time.Duration, fn func(*serving.Server, babelfishv1.TranslatorClient) error) error {
+func withServer(ctx context.Context, st *objstore.Client, lim serving.Limits, cfg batcher.Config, voc string, poll time.Duration, fn func(*serving.Server, babelfishv1.TranslatorClient) error) error {
 	if poll == 0 {
 		poll = time.Second
 	}
-	s, err := serving.New(st, "bench", serving.WithLogger(slog.New(slog.DiscardHandler)), serving.WithLimits(lim), serving.WithBatching(cfg), serving.WithPollInterval(poll))
+	s, err := serving.New(st, "bench", serving.WithLogger(slog.New(slog.DiscardHandler)), serving.WithLimits(lim), serving.WithBatching(cfg), serving.WithPollInterval(poll), serving.WithVocoder(voc))
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ is already stored is printed, not recomputed, unless --recompute.`,
 	f.IntVar(&o.cfg.PairsPerDirection, "pairs-per-dir", 0, "unseen-pairs translations per direction (0: 5 x --per-dir)")
 	f.IntVar(&o.cfg.Beam, "beam", 1, "beam width (1: greedy)")
 	f.Uint64Var(&o.cfg.Seed, "seed", 1, "seed of the draw of translations")
+	f.StringVar(&o.cfg.Vocoder, "vocoder", "", "render the model's and the floor's units with this vocoder, griffin-lim or loops (default: the model's own)")
 	f.IntVar(&o.cfg.Workers, "workers", 0, "parallel translations (0: one per CPU)")
 	f.BoolVar(&o.asJSON, "json", false, "print the whole report as JSON instead of tables")
 	f.BoolVar(&o.noSave, "no-save", false, "do not store the report under the checkpoint")

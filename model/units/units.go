@@ -82,6 +82,37 @@ type Vocoder struct {
 	Analyzer *audio.MelAnalyzer
 	// GriffinLim tunes the inversion.
 	GriffinLim audio.GriffinLimConfig
+	// Loops, when set, renders from per-unit loops (see NewLoops) instead
+	// of running Griffin-Lim per sequence; Smooth then sets the
+	// cross-fade, 2*Smooth hops at most one unit frame long.
+	Loops *Loops
+	// Crossfade overrides the loops' cross-fade length in samples.
+	Crossfade int
+	// Refine, with Loops, runs this many Griffin-Lim iterations (with
+	// GriffinLim's other settings) started from the loops' rendering, which
+	// mends the cross-fades; 0 keeps the rendering as it is.
+	Refine int
+}
+
+// check validates seq against the codebook and returns its length in
+// analysis frames.
+func (v *Vocoder) check(seq Sequence) (int, error) {
+	cb := v.Codebook
+	stride := max(1, v.Stride)
+	if len(seq.Units) != len(seq.Durations) {
+		return 0, fmt.Errorf("units: sequence has %d units and %d durations", len(seq.Units), len(seq.Durations))
+	}
+	n := 0
+	for i, u := range seq.Units {
+		if u < 0 || u >= cb.K {
+			return 0, fmt.Errorf("units: unit %d at %d is outside the codebook's 0..%d", u, i, cb.K-1)
+		}
+		if seq.Durations[i] < 1 {
+			return 0, fmt.Errorf("units: duration %d at %d: want >= 1", seq.Durations[i], i)
+		}
+		n += seq.Durations[i] * stride
+	}
+	return n, nil
 }
 
 // LogMel renders seq as log-mel frames: each unit's centroid repeated for
@@ -89,18 +120,9 @@ type Vocoder struct {
 func (v *Vocoder) LogMel(seq Sequence) (audio.Spectrogram, error) {
 	cb := v.Codebook
 	stride := max(1, v.Stride)
-	if len(seq.Units) != len(seq.Durations) {
-		return audio.Spectrogram{}, fmt.Errorf("units: sequence has %d units and %d durations", len(seq.Units), len(seq.Durations))
-	}
-	n := 0
-	for i, u := range seq.Units {
-		if u < 0 || u >= cb.K {
-			return audio.Spectrogram{}, fmt.Errorf("units: unit %d at %d is outside the codebook's 0..%d", u, i, cb.K-1)
-		}
-		if seq.Durations[i] < 1 {
-			return audio.Spectrogram{}, fmt.Errorf("units: duration %d at %d: want >= 1", seq.Durations[i], i)
-		}
-		n += seq.Durations[i] * stride
+	n, err := v.check(seq)
+	if err != nil {
+		return audio.Spectrogram{}, err
 	}
 	raw := make([]float32, 0, n*cb.Dim)
 	for i, u := range seq.Units {
@@ -136,6 +158,35 @@ func (v *Vocoder) Synthesize(ctx context.Context, seq Sequence) (audio.Clip, err
 	mc := v.Analyzer.Config()
 	if mc.NMels != v.Codebook.Dim {
 		return audio.Clip{}, fmt.Errorf("units: analyzer has %d mel bands, codebook dim is %d", mc.NMels, v.Codebook.Dim)
+	}
+	if v.Loops != nil {
+		n, err := v.check(seq)
+		switch {
+		case err != nil:
+			return audio.Clip{}, err
+		case v.Loops.K() != v.Codebook.K || v.Loops.hop != mc.Hop || v.Loops.rate != mc.SampleRate:
+			return audio.Clip{}, fmt.Errorf("units: loops cover %d units at %d Hz, hop %d: the vocoder has %d units at %d Hz, hop %d", v.Loops.K(), v.Loops.rate, v.Loops.hop, v.Codebook.K, mc.SampleRate, mc.Hop)
+		case n == 0:
+			return audio.Clip{Rate: mc.SampleRate}, nil
+		}
+		stride := max(1, v.Stride)
+		xfade := v.Crossfade
+		if xfade <= 0 {
+			xfade = min(max(2*v.Smooth, 1)*mc.Hop, stride*mc.Hop)
+		}
+		x := v.Loops.render(seq, stride, xfade)
+		if v.Refine > 0 {
+			lm, err := v.LogMel(seq)
+			if err != nil {
+				return audio.Clip{}, err
+			}
+			gl := v.GriffinLim
+			gl.Iterations, gl.Init, gl.Length = v.Refine, x, len(x)
+			if x, err = v.Analyzer.Invert(ctx, lm, gl); err != nil {
+				return audio.Clip{}, err
+			}
+		}
+		return audio.Clip{Rate: mc.SampleRate, Samples: x}, nil
 	}
 	lm, err := v.LogMel(seq)
 	if err != nil {

@@ -82,7 +82,10 @@ type itemResult struct {
 }
 
 func evaluate(ctx context.Context, p *prep, m *model.Model, o options) error {
-	voc := m.Vocoder()
+	voc, err := m.Vocoder(ctx)
+	if err != nil {
+		return err
+	}
 	// The floor depends only on the reference: compute it once per
 	// (language, phrase).
 	type floorRes struct {

@@ -390,7 +390,8 @@ func quickSet(p *prep, o options, n int, seen bool) []pair {
 // quickAccuracy matches greedy outputs' centroid frames (no Griffin-Lim)
 // against the templates.
 func quickAccuracy(p *prep, m *model.Model, set []pair) float64 {
-	voc := m.Vocoder()
+	// Only the vocoder's frames are used: Griffin-Lim's needs nothing built.
+	voc, _ := m.VocoderOf(context.Background(), model.VocoderGriffinLim)
 	var mu sync.Mutex
 	correct := 0
 	parallel(len(set), 2, func(i int) {
