@@ -13,6 +13,10 @@ import (
 	"babelfish.dev/babelfish/model/units"
 )
 
+// PartName is the object that holds a Save stream inside a checkpoint or
+// a release artifact; the trainer writes it and the registry reads it.
+const PartName = "model.bin"
+
 // FormatVersion is the version of the stream Save writes. Load reads this
 // version only.
 const FormatVersion = 1

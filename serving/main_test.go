@@ -1,7 +1,6 @@
 package serving
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,10 +17,10 @@ import (
 
 	babelfishv1 "babelfish.dev/babelfish/api/babelfish/v1"
 	"babelfish.dev/babelfish/audio"
+	"babelfish.dev/babelfish/internal/fixture"
 	"babelfish.dev/babelfish/internal/testenv"
 	"babelfish.dev/babelfish/model"
 	"babelfish.dev/babelfish/model/registry"
-	"babelfish.dev/babelfish/model/units"
 	"babelfish.dev/babelfish/objstore"
 )
 
@@ -48,68 +46,26 @@ func TestMain(m *testing.M) {
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-var bucketSeq atomic.Int64
-
-func newStore(t testing.TB) *objstore.Client {
-	t.Helper()
-	ctx := context.Background()
-	cfg := objstore.DefaultConfig()
-	cfg.Endpoint, cfg.AccessKey, cfg.SecretKey = shared.Endpoint, shared.AccessKey, shared.SecretKey
-	cfg.Bucket = fmt.Sprintf("serving-%d-%d", os.Getpid(), bucketSeq.Add(1))
-	st, err := objstore.New(ctx, cfg, objstore.WithLogger(quiet()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func newStore(t testing.TB) *objstore.Client { return fixture.Store(t, shared) }
 
 var testLangs = []string{"de", "en", "fr"}
 
 // tinyModel is a randomly initialised model (serving mechanics do not need
 // a trained one); seed changes its weights, glIters its vocoder effort.
 func tinyModel(t testing.TB, seed uint64, glIters int) *model.Model {
-	t.Helper()
-	cfg := model.DefaultConfig(testLangs)
-	cfg.Segments, cfg.EncoderHidden, cfg.ContextHidden, cfg.DecoderHidden = 4, []int{16}, 16, 16
-	cfg.Units, cfg.MaxUnits, cfg.GriffinLimIterations, cfg.Seed = 8, 16, glIters, seed
-	rng := rand.New(rand.NewPCG(seed, 1))
-	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
-	for i := range cb.Centroids {
-		cb.Centroids[i] = -6 + 4*rng.Float32()
-	}
-	m, err := model.New(cfg, cb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return fixture.TinyModel(t, testLangs, seed, glIters)
 }
 
 // promote commits m as a checkpoint of job at step and promotes it.
 func promote(t testing.TB, st *objstore.Client, name string, m *model.Model, step int64) registry.Release {
 	t.Helper()
 	ctx := context.Background()
-	w, err := st.NewArtifact(fmt.Sprintf("checkpoints/job/%012d/", step))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := m.Save(&b); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Put(ctx, registry.PartModel, b.Bytes(), nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Commit(ctx, map[string]any{"step": step, "eval": map[string]float64{"concept_accuracy": float64(step) / 100}}); err != nil {
-		t.Fatal(err)
-	}
+	ck := fixture.WriteCheckpoint(t, st, "job", step, m, map[string]any{"eval": map[string]float64{"concept_accuracy": float64(step) / 100}})
 	reg, err := registry.New(st, name, registry.WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := reg.Promote(ctx, w.Prefix())
+	rel, err := reg.Promote(ctx, ck)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 
 // Checkpoint part names under checkpoints/<job>/<step>/.
 const (
-	PartModel     = "model.bin"     // model.Save: config, codebook, weights
+	PartModel     = model.PartName  // model.Save: config, codebook, weights
 	PartOptimizer = "optimizer.bin" // model.Adam.MarshalBinary
 	PartState     = "state.json"    // CheckpointState
 )

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"math"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,10 +16,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"babelfish.dev/babelfish/audio"
+	"babelfish.dev/babelfish/internal/fixture"
 	"babelfish.dev/babelfish/internal/testenv"
-	"babelfish.dev/babelfish/model"
-	"babelfish.dev/babelfish/model/registry"
-	"babelfish.dev/babelfish/model/units"
 	"babelfish.dev/babelfish/objstore"
 )
 
@@ -180,31 +176,6 @@ func waitRelease(t *testing.T, addr, in, outWav, release string) {
 // trainer lays a checkpoint out.
 func writeCheckpoint(t *testing.T, st *objstore.Client, job string, step int64, seed uint64, acc float64) {
 	t.Helper()
-	cfg := model.DefaultConfig([]string{"de", "en", "fr"})
-	cfg.Segments, cfg.EncoderHidden, cfg.ContextHidden, cfg.DecoderHidden = 4, []int{16}, 16, 16
-	cfg.Units, cfg.MaxUnits, cfg.GriffinLimIterations, cfg.Seed = 8, 16, 2, seed
-	rng := rand.New(rand.NewPCG(seed, 1))
-	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
-	for i := range cb.Centroids {
-		cb.Centroids[i] = -6 + 4*rng.Float32()
-	}
-	m, err := model.New(cfg, cb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := st.NewArtifact(fmt.Sprintf("checkpoints/%s/%012d/", job, step))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := m.Save(&b); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := w.Put(ctx, registry.PartModel, b.Bytes(), nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Commit(ctx, map[string]any{"step": step, "eval": map[string]float64{"concept_accuracy": acc}, "config": map[string]any{"job_id": job}}); err != nil {
-		t.Fatal(err)
-	}
+	fixture.WriteCheckpoint(t, st, job, step, fixture.TinyModel(t, []string{"de", "en", "fr"}, seed, 2),
+		map[string]any{"eval": map[string]float64{"concept_accuracy": acc}})
 }

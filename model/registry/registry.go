@@ -22,7 +22,7 @@ import (
 // a model.Save stream. It is the name the trainer writes checkpoints with
 // (trainer.PartModel); this package reads checkpoints without importing the
 // trainer, which is a component.
-const PartModel = "model.bin"
+const PartModel = model.PartName
 
 // Format is the layout of release records and current pointers this package
 // writes and reads.

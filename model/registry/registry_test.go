@@ -8,15 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"babelfish.dev/babelfish/internal/fixture"
 	"babelfish.dev/babelfish/internal/testenv"
 	"babelfish.dev/babelfish/model"
-	"babelfish.dev/babelfish/model/units"
 	"babelfish.dev/babelfish/objstore"
 )
 
@@ -41,64 +40,16 @@ func TestMain(m *testing.M) {
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // newStore returns a client on a fresh bucket of the shared MinIO.
-func newStore(t *testing.T) *objstore.Client {
-	t.Helper()
-	ctx := context.Background()
-	cfg := objstore.DefaultConfig()
-	cfg.Endpoint, cfg.AccessKey, cfg.SecretKey = shared.Endpoint, shared.AccessKey, shared.SecretKey
-	cfg.Bucket = strings.ToLower(fmt.Sprintf("reg-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano()%1e6))
-	if len(cfg.Bucket) > 63 {
-		cfg.Bucket = cfg.Bucket[len(cfg.Bucket)-63:]
-	}
-	cfg.Bucket = strings.Trim(strings.ReplaceAll(cfg.Bucket, "_", "-"), "-")
-	st, err := objstore.New(ctx, cfg, objstore.WithLogger(quiet()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func newStore(t *testing.T) *objstore.Client { return fixture.Store(t, shared) }
 
 // tinyModel is a randomly initialised model; seed changes its weights.
 func tinyModel(t *testing.T, seed uint64) *model.Model {
-	t.Helper()
-	cfg := model.DefaultConfig([]string{"de", "en", "fr"})
-	cfg.Segments, cfg.EncoderHidden, cfg.ContextHidden, cfg.DecoderHidden = 4, []int{16}, 16, 16
-	cfg.Units, cfg.MaxUnits, cfg.GriffinLimIterations, cfg.Seed = 8, 16, 2, seed
-	rng := rand.New(rand.NewPCG(seed, 1))
-	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
-	for i := range cb.Centroids {
-		cb.Centroids[i] = -6 + 4*rng.Float32()
-	}
-	m, err := model.New(cfg, cb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return fixture.TinyModel(t, []string{"de", "en", "fr"}, seed, 2)
 }
 
 // writeCheckpoint commits a checkpoint as the trainer lays it out.
 func writeCheckpoint(t *testing.T, st *objstore.Client, job string, step int64, m *model.Model, eval map[string]float64) string {
-	t.Helper()
-	ctx := context.Background()
-	w, err := st.NewArtifact(fmt.Sprintf("checkpoints/%s/%012d/", job, step))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := m.Save(&b); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Put(ctx, PartModel, b.Bytes(), nil); err != nil {
-		t.Fatal(err)
-	}
-	meta := map[string]any{"step": step, "loss": 1.5, "eval": eval, "config": map[string]any{"job_id": job}}
-	if _, err := w.Commit(ctx, meta); err != nil {
-		t.Fatal(err)
-	}
-	return w.Prefix()
+	return fixture.WriteCheckpoint(t, st, job, step, m, map[string]any{"loss": 1.5, "eval": eval})
 }
 
 func TestPromoteListRollback(t *testing.T) {

@@ -1,13 +1,11 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,10 +22,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"babelfish.dev/babelfish/api/v1alpha1"
+	"babelfish.dev/babelfish/internal/fixture"
 	"babelfish.dev/babelfish/internal/testenv"
 	"babelfish.dev/babelfish/model"
 	"babelfish.dev/babelfish/model/registry"
-	"babelfish.dev/babelfish/model/units"
 	"babelfish.dev/babelfish/nvml"
 	"babelfish.dev/babelfish/nvml/inventory"
 	"babelfish.dev/babelfish/objstore"
@@ -583,57 +581,15 @@ func (fs *fakeServing) serve(n int, sec float64, code string) {
 	}
 }
 
-func newStore(t *testing.T) *objstore.Client {
-	t.Helper()
-	mi := testenv.MinIOForTest(t)
-	cfg := objstore.DefaultConfig()
-	cfg.Endpoint, cfg.AccessKey, cfg.SecretKey, cfg.Bucket = mi.Endpoint, mi.AccessKey, mi.SecretKey, "babelfish"
-	st, err := objstore.New(t.Context(), cfg, objstore.WithLogger(quiet()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func newStore(t *testing.T) *objstore.Client { return fixture.Store(t, testenv.MinIOForTest(t)) }
 
 // tinyModel is a small randomly initialised model; seed changes its
 // weights.
 func tinyModel(t *testing.T, seed uint64) *model.Model {
-	t.Helper()
-	cfg := model.DefaultConfig([]string{"de", "en", "fr"})
-	cfg.Segments, cfg.EncoderHidden, cfg.ContextHidden, cfg.DecoderHidden = 4, []int{16}, 16, 16
-	cfg.Units, cfg.MaxUnits, cfg.GriffinLimIterations, cfg.Seed = 8, 16, 2, seed
-	rng := rand.New(rand.NewPCG(seed, 1))
-	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
-	for i := range cb.Centroids {
-		cb.Centroids[i] = -6 + 4*rng.Float32()
-	}
-	m, err := model.New(cfg, cb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return fixture.TinyModel(t, []string{"de", "en", "fr"}, seed, 2)
 }
 
 // writeCheckpoint commits a checkpoint as the trainer lays it out.
 func writeCheckpoint(t *testing.T, st *objstore.Client, job string, step int64, m *model.Model, eval map[string]float64) string {
-	t.Helper()
-	w, err := st.NewArtifact(fmt.Sprintf("checkpoints/%s/%012d/", job, step))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := m.Save(&b); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Put(t.Context(), registry.PartModel, b.Bytes(), nil); err != nil {
-		t.Fatal(err)
-	}
-	meta := map[string]any{"step": step, "loss": 1.5, "eval": eval, "config": map[string]any{"job_id": job}}
-	if _, err := w.Commit(t.Context(), meta); err != nil {
-		t.Fatal(err)
-	}
-	return w.Prefix()
+	return fixture.WriteCheckpoint(t, st, job, step, m, map[string]any{"loss": 1.5, "eval": eval})
 }
