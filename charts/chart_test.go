@@ -230,6 +230,7 @@ func TestRejectsBadValues(t *testing.T) {
 		{"CA without TLS", []string{"-f", filepath.Join(chartDir, "ci/external-minio-tls-values.yaml"), "--set", "objectStore.external.tls=false"}, []string{"objectStore.external.caSecret.name", "objectStore.external.tls"}},
 		{"dashboard on the metrics port", []string{"--set", "scheduler.dashboard.port=8080"}, []string{"scheduler.dashboard.port (8080)", "scheduler.metricsPort"}},
 		{"typo under dashboard", []string{"--set", "scheduler.dashboard.porrt=8081"}, []string{"/scheduler/dashboard", "porrt"}},
+		{"unknown vocoder", []string{"--set", "serving.vocoder=wavenet"}, []string{"/serving/vocoder", "loops"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -699,5 +700,34 @@ func (a *applier) waitEstablished(ctx context.Context, crds []*unstructured.Unst
 		if err != nil {
 			a.t.Fatalf("CRD %s not established: %v (conditions %s)", crd.GetName(), err, last)
 		}
+	}
+}
+
+// TestServingVocoder: serving.vocoder reaches `babelfish serve` as
+// --vocoder, and an empty value leaves each release's own vocoder.
+func TestServingVocoder(t *testing.T) {
+	args := func(set ...string) []string {
+		var flags []string
+		for _, s := range set {
+			flags = append(flags, "--set", s)
+		}
+		for _, o := range render(t, flags...) {
+			if o.GetKind() != "Deployment" || o.GetLabels()["app.kubernetes.io/component"] != "serving" {
+				continue
+			}
+			ctrs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			for _, c := range ctrs {
+				a, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "args")
+				return a
+			}
+		}
+		t.Fatal("no serving Deployment rendered")
+		return nil
+	}
+	if a := args(); slices.ContainsFunc(a, func(s string) bool { return strings.HasPrefix(s, "--vocoder") }) {
+		t.Errorf("default values: serve args %v name a vocoder", a)
+	}
+	if a := args("serving.vocoder=loops"); !slices.Contains(a, "--vocoder=loops") {
+		t.Errorf("serving.vocoder=loops: serve args %v lack --vocoder=loops", a)
 	}
 }

@@ -758,8 +758,12 @@ func Evaluations(ctx context.Context, store *objstore.Client, ck string) ([]stri
 // target table.
 func (r *EvalReport) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "== evaluation of %s (step %d) on %s/%s, beam %d, up to %d/%d/%d translations per direction (unseen voices/phrases/pairs; 0: all)\n",
-		r.Checkpoint, r.Step, r.Dataset, r.DatasetVersion, max(r.Beam, 1), r.PerDirection, r.PhrasesPerDirection, r.PairsPerDirection)
+	voc := r.Vocoder
+	if voc == "" {
+		voc = "the model's own"
+	}
+	fmt.Fprintf(&b, "== evaluation of %s (step %d) on %s/%s, beam %d, vocoder %s, up to %d/%d/%d translations per direction (unseen voices/phrases/pairs; 0: all)\n",
+		r.Checkpoint, r.Step, r.Dataset, r.DatasetVersion, max(r.Beam, 1), voc, r.PerDirection, r.PhrasesPerDirection, r.PairsPerDirection)
 	fmt.Fprintf(&b, "concept accuracy: DTW nearest template among clean renderings of every phrase of the target language; MCD-DTW (c1..c24) against the reference rendering\n")
 	pairs := make([]string, len(r.UnseenPairs))
 	for i, p := range r.UnseenPairs {
