@@ -84,7 +84,8 @@ type Vocoder struct {
 	GriffinLim audio.GriffinLimConfig
 	// Loops, when set, renders from per-unit loops (see NewLoops) instead
 	// of running Griffin-Lim per sequence; Smooth then sets the
-	// cross-fade, 2*Smooth hops at most one unit frame long.
+	// cross-fade, Smooth hops (at least one, at most a unit frame): one
+	// hop measured closer to the smoothed frames than two.
 	Loops *Loops
 	// Crossfade overrides the loops' cross-fade length in samples.
 	Crossfade int
@@ -172,7 +173,7 @@ func (v *Vocoder) Synthesize(ctx context.Context, seq Sequence) (audio.Clip, err
 		stride := max(1, v.Stride)
 		xfade := v.Crossfade
 		if xfade <= 0 {
-			xfade = min(max(2*v.Smooth, 1)*mc.Hop, stride*mc.Hop)
+			xfade = min(max(v.Smooth, 1)*mc.Hop, stride*mc.Hop)
 		}
 		x := v.Loops.render(seq, stride, xfade)
 		if v.Refine > 0 {
