@@ -32,19 +32,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envCrashChild) != "" {
 		os.Exit(crashChild())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	var err error
-	shared, err = testenv.StartMinIO(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "objstore tests need a real MinIO:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := shared.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop minio:", err)
-	}
-	os.Exit(code)
+	testenv.RunWithMinIO(m, "objstore", func(mi *testenv.MinIO) { shared = mi })
 }
 
 // logCounter is a slog handler that counts records by message, so tests

@@ -2,12 +2,10 @@ package serving
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,19 +27,7 @@ import (
 var shared *testenv.MinIO
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	var err error
-	shared, err = testenv.StartMinIO(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "serving tests need a real MinIO:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := shared.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop minio:", err)
-	}
-	os.Exit(code)
+	testenv.RunWithMinIO(m, "serving", func(mi *testenv.MinIO) { shared = mi })
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }

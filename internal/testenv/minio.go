@@ -2,8 +2,10 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -67,4 +69,25 @@ func MinIOForTest(t testing.TB, opts ...MinIOOption) *MinIO {
 		}
 	})
 	return m
+}
+
+// RunWithMinIO is a package's TestMain for tests that share one MinIO: it
+// starts the server, hands it to use (which keeps it for the tests), runs
+// the tests, stops the server and exits with the tests' code. A MinIO that
+// cannot start fails the run, naming pkg; it never skips.
+func RunWithMinIO(m *testing.M, pkg string, use func(*MinIO)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*minio.DefaultStartTimeout)
+	mi, err := StartMinIO(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s tests need a real MinIO: %v\n", pkg, err)
+		os.Exit(1)
+	}
+	use(mi)
+	code := m.Run()
+	if err := mi.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop minio:", err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
 }

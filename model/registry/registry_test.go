@@ -22,19 +22,7 @@ import (
 var shared *testenv.MinIO
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	var err error
-	shared, err = testenv.StartMinIO(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "registry tests need a real MinIO:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := shared.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop minio:", err)
-	}
-	os.Exit(code)
+	testenv.RunWithMinIO(m, "registry", func(mi *testenv.MinIO) { shared = mi })
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
