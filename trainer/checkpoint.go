@@ -2,10 +2,12 @@ package trainer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,8 +46,11 @@ type CheckpointState struct {
 	// its schedule and its budget.
 	PlannedSteps int64         `json:"planned_steps,omitempty"`
 	BudgetUsed   time.Duration `json:"budget_used,omitempty"`
-	Config       Config        `json:"config"`
-	Time         time.Time     `json:"time"`
+	// AveragedFrom, on a checkpoint AverageCheckpoints wrote, lists the
+	// checkpoints whose weights it averages.
+	AveragedFrom []string  `json:"averaged_from,omitempty"`
+	Config       Config    `json:"config"`
+	Time         time.Time `json:"time"`
 }
 
 // CheckpointPrefix is where step's checkpoint of job lives. Steps are
@@ -68,25 +73,42 @@ type Checkpoint struct {
 // or an error wrapping ErrNoCheckpoint. Half-written ones (no manifest) are
 // never returned.
 func LatestCheckpoint(ctx context.Context, store *objstore.Client, job string) (string, error) {
-	prefixes, err := store.ListArtifacts(ctx, checkpointParent(job))
+	all, err := Checkpoints(ctx, store, job)
 	if err != nil {
 		return "", err
 	}
-	best, bestStep := "", int64(-1)
+	return all[len(all)-1], nil
+}
+
+// Checkpoints returns the prefixes of job's committed checkpoints, oldest
+// step first, or an error wrapping ErrNoCheckpoint when there are none.
+func Checkpoints(ctx context.Context, store *objstore.Client, job string) ([]string, error) {
+	prefixes, err := store.ListArtifacts(ctx, checkpointParent(job))
+	if err != nil {
+		return nil, err
+	}
+	type ck struct {
+		prefix string
+		step   int64
+	}
+	var cks []ck
 	for _, p := range prefixes {
 		name := strings.TrimSuffix(strings.TrimPrefix(p, checkpointParent(job)), "/")
 		step, err := strconv.ParseInt(name, 10, 64)
 		if err != nil || strings.Contains(name, "/") {
 			continue
 		}
-		if step > bestStep {
-			best, bestStep = p, step
-		}
+		cks = append(cks, ck{p, step})
 	}
-	if best == "" {
-		return "", fmt.Errorf("trainer: job %q: %w under %s", job, ErrNoCheckpoint, checkpointParent(job))
+	if len(cks) == 0 {
+		return nil, fmt.Errorf("trainer: job %q: %w under %s", job, ErrNoCheckpoint, checkpointParent(job))
 	}
-	return best, nil
+	slices.SortFunc(cks, func(a, b ck) int { return cmp.Compare(a.step, b.step) })
+	out := make([]string, len(cks))
+	for i, c := range cks {
+		out[i] = c.prefix
+	}
+	return out, nil
 }
 
 // LoadCheckpoint reads and checks a committed checkpoint (every part

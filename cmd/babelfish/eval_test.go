@@ -82,4 +82,17 @@ func TestEvalCommand(t *testing.T) {
 	if !strings.Contains(rel, "concept_accuracy=") {
 		t.Errorf("the release records no eval metrics:\n%s", rel)
 	}
+
+	// The averaged checkpoint of the run's last one is a checkpoint eval
+	// reads, here heard through the loops vocoder.
+	if _, err := run(t, "average", "--job", "tiny-eval", "--last", "2"); err == nil || !strings.Contains(err.Error(), "has 1 committed checkpoints") {
+		t.Errorf("average of more checkpoints than the job has: %v", err)
+	}
+	if out, err := run(t, "average", "--job", "tiny-eval", "--last", "1"); err != nil || !strings.Contains(out, "checkpoints/tiny-eval-avg1/000000000004/") {
+		t.Fatalf("average: %v\n%s", err, out)
+	}
+	out, err = run(t, "eval", "--job", "tiny-eval-avg1", "--per-dir", "1", "--vocoder", "loops", "--no-save")
+	if err != nil || !strings.Contains(out, "vocoder loops") || !strings.Contains(out, "unseen_voices    floor") {
+		t.Fatalf("eval of the average through loops: %v\n%s", err, out)
+	}
 }

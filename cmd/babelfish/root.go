@@ -48,6 +48,7 @@ queues. ` + "`babelfish up`" + ` runs the whole system on one machine.`,
 	)
 	for _, c := range []*cobra.Command{
 		newEvalCmd(),
+		newAverageCmd(),
 		newServeCmd(),
 		newTranslateCmd(),
 		newPromoteCmd(),
