@@ -54,6 +54,10 @@ Requests are batched dynamically (--max-batch, --max-delay); at most
 retry delay at once. Requests over a limit (--max-audio-seconds,
 --max-audio-bytes, sample rates, languages) get INVALID_ARGUMENT naming it.
 
+--vocoder loops renders every release's speech from per-unit loops built in
+warm-up: about a sixteenth of Griffin-Lim's CPU per request, for a few tenths
+of a dB of MCD (bench/RESULTS.md); by default each release uses its own.
+
 --metrics-listen serves Prometheus /metrics (queue and compute time, batch
 sizes, successes and failures per release) and /healthz. TLS with --tls-cert
 and --tls-key; --tls-client-ca requires client certificates (mutual TLS);
