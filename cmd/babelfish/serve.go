@@ -55,7 +55,7 @@ retry delay at once. Requests over a limit (--max-audio-seconds,
 --max-audio-bytes, sample rates, languages) get INVALID_ARGUMENT naming it.
 
 --vocoder loops renders every release's speech from per-unit loops built in
-warm-up: about a sixteenth of Griffin-Lim's CPU per request, for a few tenths
+warm-up: about a fifteenth of Griffin-Lim's CPU per request, for a few tenths
 of a dB of MCD (bench/RESULTS.md); by default each release uses its own.
 
 --metrics-listen serves Prometheus /metrics (queue and compute time, batch
