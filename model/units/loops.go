@@ -23,8 +23,9 @@ type Loops struct {
 
 // LoopsConfig tunes NewLoops. A zero field takes its default.
 type LoopsConfig struct {
-	// Period is each loop's length in analysis frames (hops). Default 16
-	// (160 ms at the default 10 ms hop).
+	// Period is each loop's length in analysis frames (hops). Default 8
+	// (80 ms at the default 10 ms hop): measured as close to the units'
+	// frames as 16, for half the rendering.
 	Period int
 	// GriffinLim tunes the phase search; its Iterations default to 64 here
 	// and each unit's Seed is GriffinLim.Seed plus the unit's index.
@@ -40,7 +41,7 @@ func NewLoops(ctx context.Context, cb *Codebook, a *audio.MelAnalyzer, cfg Loops
 		return nil, fmt.Errorf("units: analyzer has %d mel bands, codebook dim is %d", mc.NMels, cb.Dim)
 	}
 	if cfg.Period == 0 {
-		cfg.Period = 16
+		cfg.Period = 8
 	}
 	if cfg.GriffinLim.Iterations == 0 {
 		cfg.GriffinLim.Iterations = 64
