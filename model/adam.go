@@ -58,6 +58,10 @@ type Adam struct {
 	cfg  AdamConfig
 	step int64
 	m, v []float32
+	// The decay anchor: from update anchorStep on, the cosine's progress
+	// runs from anchorFrac to 1 at DecaySteps (see SetDecaySteps).
+	anchorStep int64
+	anchorFrac float64
 }
 
 // NewAdam returns an optimizer for n parameters.
@@ -75,8 +79,45 @@ func NewAdam(cfg AdamConfig, n int) (*Adam, error) {
 func (a *Adam) Config() AdamConfig { return a.cfg }
 
 // SetDecaySteps changes where the cosine decay ends, for trainers that
-// learn their step budget from measured speed.
-func (a *Adam) SetDecaySteps(n int64) { a.cfg.DecaySteps = max(0, n) }
+// learn their step budget from measured speed. Past warmup the change
+// keeps the learning rate continuous: the decay's progress so far is
+// anchored at the current step and the rest of it is spread over the steps
+// up to n, so a longer plan slows the decay instead of raising the rate and
+// a shorter one speeds it up (n at or before the current step: the floor).
+func (a *Adam) SetDecaySteps(n int64) {
+	if a.step > a.cfg.WarmupSteps {
+		a.anchorFrac, a.anchorStep = a.progress(a.step), a.step
+	}
+	a.cfg.DecaySteps = max(0, n)
+}
+
+// progress is how far the cosine decay is at update step+1, 0 to 1.
+func (a *Adam) progress(step int64) float64 {
+	c := a.cfg
+	if a.anchorStep > 0 && step >= a.anchorStep {
+		if c.DecaySteps <= a.anchorStep {
+			return 1
+		}
+		return a.anchorFrac + (1-a.anchorFrac)*math.Min(1, float64(step-a.anchorStep)/float64(c.DecaySteps-a.anchorStep))
+	}
+	if step < c.WarmupSteps || c.DecaySteps <= c.WarmupSteps {
+		return 0
+	}
+	return math.Min(1, float64(step-c.WarmupSteps)/float64(c.DecaySteps-c.WarmupSteps))
+}
+
+// LR is the learning rate of the next update.
+func (a *Adam) LR() float64 { return a.lrAt(a.step) }
+
+// lrAt is AdamConfig.LRAt with the decay anchor.
+func (a *Adam) lrAt(step int64) float64 {
+	c := a.cfg
+	if a.anchorStep == 0 || step < a.anchorStep {
+		return c.LRAt(step)
+	}
+	lo := c.LR * c.MinLRFraction
+	return lo + (c.LR-lo)*0.5*(1+math.Cos(math.Pi*a.progress(step)))
+}
 
 // Steps is the number of updates taken.
 func (a *Adam) Steps() int64 { return a.step }
@@ -119,7 +160,7 @@ func (a *Adam) Step(params, grads []float32, scale float64) (StepStats, error) {
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		return StepStats{GradNorm: norm}, fmt.Errorf("model: gradient norm is %g", norm)
 	}
-	st := StepStats{LR: a.cfg.LRAt(a.step), GradNorm: norm}
+	st := StepStats{LR: a.lrAt(a.step), GradNorm: norm}
 	g := scale
 	if a.cfg.ClipNorm > 0 && norm > a.cfg.ClipNorm {
 		g *= a.cfg.ClipNorm / norm
@@ -142,13 +183,18 @@ func (a *Adam) Step(params, grads []float32, scale float64) (StepStats, error) {
 	return st, nil
 }
 
-const adamMagic = "BFADAM\x00\x01"
+// Adam state formats: version 1 has no decay anchor (read as none).
+const (
+	adamMagicV1 = "BFADAM\x00\x01"
+	adamMagic   = "BFADAM\x00\x02"
+)
 
-// MarshalBinary encodes config, step and moments (little-endian).
+// MarshalBinary encodes config, step, decay anchor and moments
+// (little-endian).
 func (a *Adam) MarshalBinary() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(adamMagic)
-	hdr := []any{a.cfg.LR, a.cfg.Beta1, a.cfg.Beta2, a.cfg.Epsilon, a.cfg.WarmupSteps, a.cfg.DecaySteps, a.cfg.MinLRFraction, a.cfg.ClipNorm, a.step, int64(len(a.m))}
+	hdr := []any{a.cfg.LR, a.cfg.Beta1, a.cfg.Beta2, a.cfg.Epsilon, a.cfg.WarmupSteps, a.cfg.DecaySteps, a.cfg.MinLRFraction, a.cfg.ClipNorm, a.step, a.anchorStep, a.anchorFrac, int64(len(a.m))}
 	for _, v := range hdr {
 		if err := binary.Write(&b, binary.LittleEndian, v); err != nil {
 			return nil, err
@@ -167,12 +213,17 @@ func (a *Adam) MarshalBinary() ([]byte, error) {
 func (a *Adam) UnmarshalBinary(data []byte) error {
 	r := bytes.NewReader(data)
 	magic := make([]byte, len(adamMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != adamMagic {
+	if _, err := io.ReadFull(r, magic); err != nil || (string(magic) != adamMagic && string(magic) != adamMagicV1) {
 		return errors.New("model: not an Adam state (bad magic or version)")
 	}
 	var cfg AdamConfig
-	var step, n int64
-	for _, p := range []any{&cfg.LR, &cfg.Beta1, &cfg.Beta2, &cfg.Epsilon, &cfg.WarmupSteps, &cfg.DecaySteps, &cfg.MinLRFraction, &cfg.ClipNorm, &step, &n} {
+	var step, n, anchorStep int64
+	var anchorFrac float64
+	fields := []any{&cfg.LR, &cfg.Beta1, &cfg.Beta2, &cfg.Epsilon, &cfg.WarmupSteps, &cfg.DecaySteps, &cfg.MinLRFraction, &cfg.ClipNorm, &step, &anchorStep, &anchorFrac, &n}
+	if string(magic) == adamMagicV1 {
+		fields = append(fields[:9:9], &n)
+	}
+	for _, p := range fields {
 		if err := binary.Read(r, binary.LittleEndian, p); err != nil {
 			return fmt.Errorf("model: Adam state header: %w", err)
 		}
@@ -190,6 +241,9 @@ func (a *Adam) UnmarshalBinary(data []byte) error {
 	if err := binary.Read(r, binary.LittleEndian, v); err != nil {
 		return err
 	}
-	a.cfg, a.step, a.m, a.v = cfg, step, m, v
+	if anchorStep < 0 || anchorStep > step || !(anchorFrac >= 0 && anchorFrac <= 1) {
+		return fmt.Errorf("model: Adam state decay anchor at step %d, progress %g: want 0..%d and 0..1", anchorStep, anchorFrac, step)
+	}
+	a.cfg, a.step, a.m, a.v, a.anchorStep, a.anchorFrac = cfg, step, m, v, anchorStep, anchorFrac
 	return nil
 }

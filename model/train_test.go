@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -449,5 +450,94 @@ func TestDecodeGreedyBatchMatchesDecode(t *testing.T) {
 		if !slices.Equal(one[0].Units.Units, batch[i].Units.Units) || !slices.Equal(one[0].Audio.Samples, batch[i].Audio.Samples) {
 			t.Errorf("input %d: alone and in a batch of %d differ", i, len(ins))
 		}
+	}
+}
+
+// A new decay end past warmup keeps the learning rate continuous: longer
+// slows the rest of the cosine, shorter speeds it up, at or before now
+// drops to the floor; the anchor survives MarshalBinary, and a version-1
+// state (no anchor) still loads.
+func TestAdamDecayAnchor(t *testing.T) {
+	cfg := AdamConfig{LR: 1, Beta1: 0.9, Beta2: 0.99, Epsilon: 1e-8, WarmupSteps: 10, DecaySteps: 110, MinLRFraction: 0.1}
+	steps := func(a *Adam, n int) []float64 {
+		var lrs []float64
+		for range n {
+			st, err := a.Step([]float32{0}, []float32{1}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lrs = append(lrs, st.LR)
+		}
+		return lrs
+	}
+	a, err := NewAdam(cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetDecaySteps(110) // in warmup: no anchor, the plain schedule
+	steps(a, 60)
+	if got := a.LR(); math.Abs(got-0.55) > 1e-9 {
+		t.Fatalf("LR at step 60 = %g, want 0.55", got)
+	}
+	a.SetDecaySteps(210)
+	if got := a.LR(); math.Abs(got-0.55) > 1e-9 {
+		t.Fatalf("LR right after lengthening the plan = %g, want 0.55 still", got)
+	}
+	blob, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lrs := steps(a, 160)
+	for i := 1; i < len(lrs); i++ {
+		if lrs[i] > lrs[i-1]+1e-12 {
+			t.Fatalf("LR rose from %g to %g at step %d", lrs[i-1], lrs[i], 60+i)
+		}
+	}
+	if got := lrs[150]; math.Abs(got-0.1) > 1e-9 { // step 210
+		t.Errorf("LR at the new end = %g, want the floor 0.1", got)
+	}
+	var b Adam
+	if err := b.UnmarshalBinary(blob); err != nil {
+		t.Fatal(err)
+	}
+	if again := steps(&b, 160); !slices.Equal(again, lrs) {
+		t.Error("a restored optimizer follows another schedule")
+	}
+
+	c, _ := NewAdam(cfg, 1)
+	steps(c, 80)
+	before := c.LR()
+	c.SetDecaySteps(100)
+	if got := c.LR(); math.Abs(got-before) > 1e-9 {
+		t.Errorf("LR right after shortening = %g, want %g", got, before)
+	}
+	if got := steps(c, 21)[20]; math.Abs(got-0.1) > 1e-9 {
+		t.Errorf("LR at the shortened end = %g, want 0.1", got)
+	}
+	c.SetDecaySteps(50)
+	if got := c.LR(); got != 0.1 {
+		t.Errorf("LR after a plan that ended already = %g, want 0.1", got)
+	}
+
+	// Version 1: the same header without the anchor fields.
+	d, _ := NewAdam(cfg, 1)
+	steps(d, 30)
+	v2, err := d.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := len(adamMagic) + 9*8
+	v1 := slices.Concat([]byte(adamMagicV1), v2[len(adamMagic):hdr], v2[hdr+16:])
+	var e Adam
+	if err := e.UnmarshalBinary(v1); err != nil {
+		t.Fatal(err)
+	}
+	if e.LR() != d.LR() || e.Steps() != 30 {
+		t.Errorf("version-1 state: LR %g at step %d, want %g at 30", e.LR(), e.Steps(), d.LR())
+	}
+	bad := slices.Clone(v2)
+	binary.LittleEndian.PutUint64(bad[hdr:], 99) // anchor after the step
+	if err := e.UnmarshalBinary(bad); err == nil {
+		t.Error("an anchor past the step count loaded")
 	}
 }

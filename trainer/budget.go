@@ -49,10 +49,10 @@ func (b *budgetPlan) spent(now time.Time) bool { return b.budget > 0 && b.left(n
 // once the current one ends): the step plus what the recent speed fits in
 // the budget left, less a reserve for the final checkpoint. Over the last
 // tenth of the budget an existing plan is kept, so the decay's tail plays
-// out as scheduled instead of chasing noise. In the second half a plan
-// only shrinks: a longer plan would move the cosine back and raise the
-// learning rate late in the run (a faster machine then ends the job a
-// little before its budget instead).
+// out as scheduled instead of chasing noise. A plan may grow as well as
+// shrink: the optimizer re-anchors its decay at each new plan
+// (model.Adam.SetDecaySteps), so the learning rate never jumps back up, and
+// a machine that speeds up late uses its whole budget.
 func (b *budgetPlan) replan(now time.Time, step int64) (int64, bool) {
 	if b.budget <= 0 || step < b.nextAt {
 		return 0, false
@@ -69,9 +69,6 @@ func (b *budgetPlan) replan(now time.Time, step int64) (int64, bool) {
 	rate := float64(step-b.markStep) / el
 	reserve := min(30*time.Second, b.budget/100)
 	p := step + int64(math.Max(0, rate*(left-reserve).Seconds()))
-	if b.planned > 0 && left < b.budget/2 && p >= b.planned {
-		return 0, false
-	}
 	return p, true
 }
 

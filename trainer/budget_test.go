@@ -6,8 +6,8 @@ import (
 )
 
 // TestBudgetPlan drives the planner with a fake clock: plans follow the
-// measured speed, never grow in the second half, and stop in the last
-// tenth.
+// measured speed, late ones too (the optimizer keeps the learning rate
+// continuous across them), and stop in the last tenth.
 func TestBudgetPlan(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	b := budgetPlan{budget: 1000 * time.Second, start: t0}
@@ -26,8 +26,8 @@ func TestBudgetPlan(t *testing.T) {
 		{"not due again", 100, 100, 0, false},
 		// 250 more steps in 125 s: 2 steps/s over 815 s left.
 		{"faster", 175, 300, 300 + 2*815, true},
-		// Second half: 800 steps in 345 s would plan more; refused.
-		{"no growth late", 520, 1100, 0, false},
+		// Second half: 800 steps in 345 s over 470 s left plans more.
+		{"growth late", 520, 1100, 1100 + 1089, true},
 		// 250 steps in 330 s over 140 s left shrinks the plan.
 		{"slower", 850, 1350, 1350 + 106, true},
 		{"last tenth", 960, 1600, 0, false},
