@@ -30,6 +30,9 @@ version=v1
 # f5). Session 3 tried 17 training voices (version v2:
 # m1,m2,m3,m4,m5,m6,m8,f1,f2,f3,f4,klatt,klatt2,adam,linda,max,steph,m7,f5)
 # with --warp 0.1: it learned too slowly for 60 minutes (bench/RESULTS.md).
+# Session 4 ran these defaults on a quiet machine (33,637 steps: 66.9% on
+# unseen voices) and with --warp 0.05 (78.3%); the 84.5% of the contended
+# first run is the best so far (bench/RESULTS.md).
 variants=m1,m2,m3,m5,f1,f2,f3,m7,f5
 warp=0
 while [[ $# -gt 0 ]]; do
