@@ -90,6 +90,17 @@ const (
 	VocoderLoops      = "loops"
 )
 
+// CheckVocoder accepts a vocoder kind: VocoderGriffinLim, VocoderLoops, or
+// empty (a model's own; for a Config, Griffin-Lim). Every place that takes
+// a kind from a user checks it here, before any work.
+func CheckVocoder(kind string) error {
+	switch kind {
+	case "", VocoderGriffinLim, VocoderLoops:
+		return nil
+	}
+	return fmt.Errorf("vocoder %q: want %q or %q (or empty: the model's own)", kind, VocoderGriffinLim, VocoderLoops)
+}
+
 // Limits on shapes, so a bad config fails before any allocation.
 const (
 	maxLanguages = 4096
@@ -150,10 +161,8 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	switch c.Vocoder {
-	case "", VocoderGriffinLim, VocoderLoops:
-	default:
-		return fmt.Errorf("model: Config.Vocoder is %q: want %q or %q", c.Vocoder, VocoderGriffinLim, VocoderLoops)
+	if err := CheckVocoder(c.Vocoder); err != nil {
+		return fmt.Errorf("model: Config.Vocoder: %w", err)
 	}
 	if c.DurationWeight < 0 || c.DurationWeight > 100 {
 		return fmt.Errorf("model: Config.DurationWeight is %g: want 0..100", c.DurationWeight)

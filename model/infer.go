@@ -65,11 +65,7 @@ func (m *Model) Translate(ctx context.Context, ins []Input, opt DecodeOptions) (
 		}
 		langs[i] = li
 	}
-	vkind := opt.Vocoder
-	if vkind == "" {
-		vkind = m.cfg.Vocoder
-	}
-	voc, err := m.VocoderOf(ctx, vkind)
+	voc, err := m.VocoderOf(ctx, opt.Vocoder)
 	if err != nil {
 		return nil, err
 	}

@@ -79,10 +79,17 @@ func (m *Model) Vocoder(ctx context.Context) (*units.Vocoder, error) {
 }
 
 // VocoderOf is the model's unit vocoder of the given kind (a Config.Vocoder
-// value), so one checkpoint can be heard, and evaluated, through either.
-// The first loops vocoder renders the codebook's loops (about a CPU second
-// for 128 units); later ones share them.
+// value; empty: the model's own), so one checkpoint can be heard, and
+// evaluated, through either. The first loops vocoder renders the
+// codebook's loops (about half a CPU second for 128 units); later ones
+// share them.
 func (m *Model) VocoderOf(ctx context.Context, kind string) (*units.Vocoder, error) {
+	if err := CheckVocoder(kind); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if kind == "" {
+		kind = m.cfg.Vocoder
+	}
 	v := &units.Vocoder{
 		Codebook:   m.codebook,
 		Stride:     m.cfg.UnitStride,
@@ -93,9 +100,6 @@ func (m *Model) VocoderOf(ctx context.Context, kind string) (*units.Vocoder, err
 	switch kind {
 	case "", VocoderGriffinLim:
 		return v, nil
-	case VocoderLoops:
-	default:
-		return nil, fmt.Errorf("model: vocoder %q: want %q or %q", kind, VocoderGriffinLim, VocoderLoops)
 	}
 	m.loopsMu.Lock()
 	defer m.loopsMu.Unlock()

@@ -307,7 +307,7 @@ func TestConfigValidation(t *testing.T) {
 		{"short sequences", func(c *Config) { c.MaxUnits = 1 }, "MaxUnits is 1"},
 		{"huge", func(c *Config) { c.EncoderHidden = []int{16384, 16384, 16384, 16384, 16384} }, "parameters"},
 		{"bad duration weight", func(c *Config) { c.DurationWeight = -1 }, "DurationWeight"},
-		{"unknown vocoder", func(c *Config) { c.Vocoder = "wavenet" }, `Vocoder is "wavenet"`},
+		{"unknown vocoder", func(c *Config) { c.Vocoder = "wavenet" }, `Config.Vocoder: vocoder "wavenet"`},
 		{"bad mel", func(c *Config) { c.Features.Mel = audio.MelConfig{SampleRate: 16000, NFFT: 64, NMels: 80} }, "Features"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -55,10 +55,8 @@ func New(store *objstore.Client, modelName string, opts ...Option) (*Server, err
 	if err := o.limits.Validate(); err != nil {
 		return nil, err
 	}
-	switch o.vocoder {
-	case "", model.VocoderGriffinLim, model.VocoderLoops:
-	default:
-		return nil, fmt.Errorf("serving: vocoder %q: want %q or %q (or empty: each release's own)", o.vocoder, model.VocoderGriffinLim, model.VocoderLoops)
+	if err := model.CheckVocoder(o.vocoder); err != nil {
+		return nil, fmt.Errorf("serving: %w", err)
 	}
 	if err := o.batching.Validate(); err != nil {
 		return nil, fmt.Errorf("serving: %w", err)

@@ -244,10 +244,8 @@ func prepareEval(ctx context.Context, store *objstore.Client, c EvalConfig) (*ev
 	if c.Beam < 0 || c.Beam > MaxBeam {
 		errs = append(errs, fmt.Errorf("trainer: EvalConfig.Beam is %d: want 0..%d", c.Beam, MaxBeam))
 	}
-	switch c.Vocoder {
-	case "", model.VocoderGriffinLim, model.VocoderLoops:
-	default:
-		errs = append(errs, fmt.Errorf("trainer: EvalConfig.Vocoder is %q: want %q or %q (or empty: the model's own)", c.Vocoder, model.VocoderGriffinLim, model.VocoderLoops))
+	if err := model.CheckVocoder(c.Vocoder); err != nil {
+		errs = append(errs, fmt.Errorf("trainer: EvalConfig.Vocoder: %w", err))
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("trainer: EvalConfig.Workers is %d: want >= 0", c.Workers))
@@ -454,11 +452,7 @@ func Evaluate(ctx context.Context, store *objstore.Client, c EvalConfig) (*EvalR
 	}
 	var fmu sync.Mutex
 	floors := map[[2]string]*floorRes{}
-	vkind := c.Vocoder
-	if vkind == "" {
-		vkind = m.Config().Vocoder
-	}
-	voc, err := m.VocoderOf(ctx, vkind)
+	voc, err := m.VocoderOf(ctx, c.Vocoder)
 	if err != nil {
 		return nil, err
 	}

@@ -128,7 +128,7 @@ func testEvaluate(t *testing.T, st *objstore.Client, ck string) {
 		{"missing version", EvalConfig{Checkpoint: ck, DatasetVersion: "v9"}, "v9"},
 		{"negative per direction", EvalConfig{Checkpoint: ck, PerDirection: -1}, "PerDirection"},
 		{"huge beam", EvalConfig{Checkpoint: ck, Beam: 1000}, "Beam"},
-		{"unknown vocoder", EvalConfig{Checkpoint: ck, Vocoder: "wavenet"}, `Vocoder is "wavenet"`},
+		{"unknown vocoder", EvalConfig{Checkpoint: ck, Vocoder: "wavenet"}, `EvalConfig.Vocoder: vocoder "wavenet"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Log = quiet()
