@@ -76,6 +76,27 @@ func (b *budgetPlan) replan(now time.Time, step int64) (int64, bool) {
 // in memory by default.
 const DefaultDataCacheBytes = 4 << 30
 
+// blockShards resolves Config.BlockShards n: n itself when set, else every
+// train shard when the split fits DefaultDataCacheBytes (held in memory
+// whole, so mixing all of it costs no reads), else DefaultBlockShards.
+func blockShards(m *shard.Manifest, n int) int {
+	if n > 0 {
+		return n
+	}
+	var shards int
+	var bytes int64
+	for _, s := range m.Shards {
+		if s.Split == shard.SplitTrain {
+			shards++
+			bytes += s.Bytes
+		}
+	}
+	if bytes > DefaultDataCacheBytes {
+		return DefaultBlockShards
+	}
+	return max(shards, 1)
+}
+
 // dataCacheBytes is the loader cache for a job: o when set, else the whole
 // train split when it fits DefaultDataCacheBytes, else the loader's
 // default (0).

@@ -3,6 +3,8 @@ package trainer
 import (
 	"testing"
 	"time"
+
+	"babelfish.dev/babelfish/dataset/shard"
 )
 
 // TestBudgetPlan drives the planner with a fake clock: plans follow the
@@ -43,5 +45,31 @@ func TestBudgetPlan(t *testing.T) {
 	}
 	if !b.spent(at(1000)) || b.spent(at(999)) {
 		t.Error("budget spent at the wrong time")
+	}
+}
+
+func TestBlockShards(t *testing.T) {
+	shards := func(train int, each int64) *shard.Manifest {
+		m := &shard.Manifest{Shards: []shard.ShardInfo{{Split: shard.SplitUnseenPhrases, Bytes: each}}}
+		for range train {
+			m.Shards = append(m.Shards, shard.ShardInfo{Split: shard.SplitTrain, Bytes: each})
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		m    *shard.Manifest
+		n    int
+		want int
+	}{
+		{"set", shards(20, 1<<20), 3, 3},
+		{"auto: the whole split fits", shards(20, 40<<20), 0, 20},
+		{"auto: exactly the cache", shards(8, DefaultDataCacheBytes/8), 0, 8},
+		{"auto: over the cache", shards(200, 40<<20), 0, DefaultBlockShards},
+		{"auto: no train shard", shards(0, 1), 0, 1},
+	} {
+		if got := blockShards(tc.m, tc.n); got != tc.want {
+			t.Errorf("%s: blockShards(%d) = %d, want %d", tc.name, tc.n, got, tc.want)
+		}
 	}
 }

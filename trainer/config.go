@@ -46,6 +46,12 @@ type Config struct {
 	// Seed drives the data order, pair drawing and k-means.
 	Seed uint64 `json:"seed"`
 	// BlockShards is how many shards the loader mixes (see loader.Order).
+	// 0 mixes every shard of the train split when the split is at most
+	// DefaultDataCacheBytes (the trainer then holds it in memory anyway),
+	// else DefaultBlockShards. Datasets are sharded in record order, so a
+	// few shards hold a few phrases: steps drawn from a small block see a
+	// fraction of the corpus at a time, and the model drifts toward it.
+	// Prepare resolves 0 to the number used; a resumed job keeps its own.
 	BlockShards int `json:"block_shards"`
 	// CheckpointEvery is the checkpoint interval in steps; the last step
 	// and a stop always checkpoint too.
@@ -71,11 +77,14 @@ type Config struct {
 
 // Limits of Config.
 const (
-	MaxSteps          = 1 << 40
-	MaxGlobalBatch    = 1 << 16
-	MaxBlockShards    = 1 << 12
-	MaxCodebookFrames = 1 << 24
-	MaxBudget         = 30 * 24 * time.Hour
+	MaxSteps       = 1 << 40
+	MaxGlobalBatch = 1 << 16
+	MaxBlockShards = 1 << 12
+	// DefaultBlockShards is Config.BlockShards 0 on a train split larger
+	// than DefaultDataCacheBytes: 4 shards read at a time.
+	DefaultBlockShards = 4
+	MaxCodebookFrames  = 1 << 24
+	MaxBudget          = 30 * 24 * time.Hour
 	// MaxWarp bounds Config.Warp: past it formants cross band edges that
 	// no speaker reaches.
 	MaxWarp = 0.3
@@ -97,7 +106,6 @@ func DefaultConfig(job, name, version string) Config {
 		GlobalBatch:     336, // about 256 pairs on the default corpus
 		Positions:       2,
 		Seed:            1,
-		BlockShards:     4,
 		CheckpointEvery: 500,
 	}
 }

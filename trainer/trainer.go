@@ -25,6 +25,9 @@ type Job struct {
 	cfg     Config
 	store   *objstore.Client
 	version *dataset.Version
+	// autoBlocks says Config.BlockShards was 0 (resolved by Prepare), so a
+	// resumed job keeps the block count it started with.
+	autoBlocks bool
 }
 
 // Prepare validates cfg, opens its dataset and checks the languages
@@ -58,7 +61,9 @@ func Prepare(ctx context.Context, cfg Config, store *objstore.Client) (*Job, err
 	if train == 0 {
 		return nil, fmt.Errorf("trainer: dataset %s/%s has no %q split to train on", cfg.Dataset, cfg.DatasetVersion, shard.SplitTrain)
 	}
-	return &Job{cfg: cfg, store: store, version: v}, nil
+	auto := cfg.BlockShards == 0
+	cfg.BlockShards = blockShards(v.Manifest, cfg.BlockShards)
+	return &Job{cfg: cfg, store: store, version: v, autoBlocks: auto}, nil
 }
 
 // Config is the job's config, defaults and languages filled in.
@@ -227,6 +232,9 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	cursor, step := resumed.cursor, resumed.step
+	if resumed.blockShards > 0 {
+		cfg.BlockShards = resumed.blockShards
+	}
 	status.LatestCheckpoint = res.LastCheckpoint
 	status.Step = step
 	res.FirstStep, res.Step = step+1, step
@@ -559,12 +567,15 @@ func (j *Job) restoreOrInit(ctx context.Context, ri rankInfo, log *slog.Logger, 
 		if err != nil {
 			return nil, nil, zero, err
 		}
+		if j.autoBlocks {
+			cfg.BlockShards = ck.State.Config.BlockShards
+		}
 		if err := compatible(cfg, ck); err != nil {
 			return nil, nil, zero, err
 		}
 		res.ResumedFrom, res.LastCheckpoint = ck.Prefix, ck.Prefix
 		log.Info("resumed", "checkpoint", ck.Prefix, "step", ck.State.Step, "cursor", ck.State.Cursor, "saved_world", ck.State.WorldSize)
-		return ck.Model, ck.Optimizer, resumePoint{cursor: ck.State.Cursor, step: ck.State.Step, planned: ck.State.PlannedSteps, used: ck.State.BudgetUsed}, nil
+		return ck.Model, ck.Optimizer, resumePoint{cursor: ck.State.Cursor, step: ck.State.Step, planned: ck.State.PlannedSteps, used: ck.State.BudgetUsed, blockShards: cfg.BlockShards}, nil
 	}
 
 	mc := cfg.Model
@@ -613,6 +624,8 @@ type resumePoint struct {
 	step    int64
 	planned int64
 	used    time.Duration
+	// blockShards is the checkpoint's block count (0 for a fresh job).
+	blockShards int
 }
 
 // compatible checks that a resumed job would continue the same sequence:

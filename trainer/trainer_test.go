@@ -292,7 +292,16 @@ func TestTrainer(t *testing.T) {
 		if want := CheckpointPrefix("kill", 5); latest != want {
 			t.Fatalf("latest checkpoint %s, want %s", latest, want)
 		}
-		res, errs := runRanks(t, st, cfg, 2, "2", nil)
+		// The restart leaves BlockShards to the trainer, which would mix
+		// every train shard of a fresh job: a resumed one keeps its own.
+		auto := cfg
+		auto.BlockShards = 0
+		if j, err := Prepare(ctx, auto, st); err != nil {
+			t.Fatal(err)
+		} else if j.Config().BlockShards == cfg.BlockShards {
+			t.Fatalf("BlockShards 0 resolves to %d, the job's own: the restart would not show it is kept", cfg.BlockShards)
+		}
+		res, errs := runRanks(t, st, auto, 2, "2", nil)
 		mustOK(t, errs)
 		if res[0].ResumedFrom != latest || res[0].FirstStep != 6 {
 			t.Fatalf("resumed from %q at step %d, want %s at step 6", res[0].ResumedFrom, res[0].FirstStep, latest)

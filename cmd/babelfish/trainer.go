@@ -71,7 +71,7 @@ or the end of the grace period, exits at once without one.`,
 	f.IntVar(&c.Positions, "positions", c.Positions, "target positions scored per example and step, sampled (0: every position)")
 	f.Int64Var(&o.dataCache, "data-cache", 0, "bytes of shards the loader keeps in memory (0: the whole train split up to 4 GiB)")
 	f.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the data order, pair drawing and k-means")
-	f.IntVar(&c.BlockShards, "block-shards", c.BlockShards, "shards whose samples the loader mixes")
+	f.IntVar(&c.BlockShards, "block-shards", c.BlockShards, "shards whose samples the loader mixes (0: every train shard when the split fits in memory, at most 4 GiB, else 4; a resumed job keeps its own)")
 	f.Int64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "checkpoint interval in steps (0: only at the end and on stop)")
 	f.IntVar(&c.CodebookFrames, "codebook-frames", 100000, "unit frames k-means clusters at most")
 	f.Int64Var(&c.LogEvery, "log-every", 50, "steps between progress lines")
