@@ -749,7 +749,7 @@ func Evaluations(ctx context.Context, store *objstore.Client, ck string) ([]stri
 
 // WriteText prints the report: per split the model, floor and copy
 // figures, then the unseen-voices accuracy by direction as a source x
-// target table.
+// target table, and by target and by source language.
 func (r *EvalReport) WriteText(w io.Writer) error {
 	var b strings.Builder
 	voc := r.Vocoder
@@ -808,6 +808,27 @@ func (r *EvalReport) WriteText(w io.Writer) error {
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "%s: %d directions, up to %d translations each; lowest %s %.1f%%\n", s.Name, len(s.Directions), perDir, lowestDir, 100*lowest)
+		for _, side := range []struct {
+			name string
+			of   func(DirectionScore) string
+		}{
+			{"target", func(d DirectionScore) string { return d.Target }},
+			{"source", func(d DirectionScore) string { return d.Source }},
+		} {
+			fmt.Fprintf(&b, "%s: model concept accuracy by %s language:", s.Name, side.name)
+			for _, l := range r.Languages {
+				var n, ok int
+				for _, d := range s.Directions {
+					if side.of(d) == l {
+						n, ok = n+d.Model.N, ok+d.Model.Correct
+					}
+				}
+				if n > 0 {
+					fmt.Fprintf(&b, " %s %.0f%%", l, 100*float64(ok)/float64(n))
+				}
+			}
+			b.WriteString("\n")
+		}
 	}
 	fmt.Fprintf(&b, "took %.0f s\n", r.Seconds)
 	_, err := io.WriteString(w, b.String())

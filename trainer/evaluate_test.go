@@ -65,7 +65,7 @@ func testEvaluate(t *testing.T, st *objstore.Client, ck string) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"unseen_voices    model", "unseen_phrases   floor", "unseen_pairs     copy", "fr->de", "by direction"} {
+	for _, want := range []string{"unseen_voices    model", "unseen_phrases   floor", "unseen_pairs     copy", "fr->de", "by direction", "by target language: de ", "by source language: de "} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

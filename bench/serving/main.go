@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ func main() {
 
 type params struct {
 	duration  time.Duration
+	profile   string
 	levels    []int
 	maxBatch  int
 	maxDelay  time.Duration
@@ -55,6 +57,7 @@ func run() error {
 	flag.DurationVar(&p.maxDelay, "max-delay", 5*time.Millisecond, "MaxDelay with batching on")
 	flag.Float64Var(&p.inSeconds, "input-seconds", 1.5, "input audio per request")
 	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")
+	flag.StringVar(&p.profile, "cpuprofile", "", "write a CPU profile of the whole process (server and load generator) at c=16 to PREFIX-<vocoder>-<mode>.pprof")
 	vocoders := flag.String("vocoders", model.VocoderGriffinLim+","+model.VocoderLoops, "vocoders to serve with, one full run each (serve --vocoder)")
 	flag.Parse()
 	for _, f := range strings.Split(*levels, ",") {
@@ -130,7 +133,12 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 	for _, mode := range modes {
 		err := withServer(ctx, st, lim, mode.cfg, voc, 0, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
 			for _, c := range mode.levels {
+				stop, err := startProfile(p.profile, c, voc, mode.name)
+				if err != nil {
+					return err
+				}
 				r, err := load(ctx, client, req, c, p.duration)
+				stop()
 				if err != nil {
 					return err
 				}
@@ -192,6 +200,23 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 	fmt.Printf("bench serving vocoder=%s batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d\n",
 		voc, on.rps/off.rps, ms(on.p99)/ms(off.p99), on.rps/inst.rps, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0))
 	return nil
+}
+
+// startProfile starts a CPU profile of level c=16 when prefix is set; the
+// function it returns stops it.
+func startProfile(prefix string, c int, voc, mode string) (func(), error) {
+	if prefix == "" || c != 16 {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s-%s-%s.pprof", prefix, voc, mode))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
