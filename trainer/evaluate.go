@@ -32,6 +32,10 @@ const (
 	EvalUnseenVoices  = "unseen_voices"
 	EvalUnseenPhrases = "unseen_phrases"
 	EvalUnseenPairs   = "unseen_pairs"
+	// EvalSeenVoices is training data: the training voices on trained
+	// directions. Its accuracy beside the unseen voices' is the
+	// generalisation gap (EvalConfig.SeenPerDirection; off by default).
+	EvalSeenVoices = "seen_voices"
 )
 
 // Systems every split is scored for: the model, the vocoder floor
@@ -60,6 +64,10 @@ type EvalConfig struct {
 	PerDirection        int
 	PhrasesPerDirection int
 	PairsPerDirection   int
+	// SeenPerDirection, when positive, also scores this many translations
+	// per trained direction spoken by training voices (EvalSeenVoices): how
+	// well the model fits what it trained on.
+	SeenPerDirection int
 	// Beam is the decoder's beam width (0 or 1: greedy).
 	Beam int
 	Seed uint64
@@ -149,6 +157,7 @@ type EvalReport struct {
 	// draws (defaults resolved).
 	PhrasesPerDirection int    `json:"phrases_per_direction"`
 	PairsPerDirection   int    `json:"pairs_per_direction"`
+	SeenPerDirection    int    `json:"seen_per_direction,omitempty"`
 	Beam                int    `json:"beam"`
 	Seed                uint64 `json:"seed"`
 	// Vocoder is EvalConfig.Vocoder (empty: the model's own).
@@ -236,7 +245,7 @@ func prepareEval(ctx context.Context, store *objstore.Client, c EvalConfig) (*ev
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"PerDirection", c.PerDirection}, {"PhrasesPerDirection", c.PhrasesPerDirection}, {"PairsPerDirection", c.PairsPerDirection}} {
+	}{{"PerDirection", c.PerDirection}, {"PhrasesPerDirection", c.PhrasesPerDirection}, {"PairsPerDirection", c.PairsPerDirection}, {"SeenPerDirection", c.SeenPerDirection}} {
 		if f.v < 0 || f.v > MaxPerDirection {
 			errs = append(errs, fmt.Errorf("trainer: EvalConfig.%s is %d: want 0 (see its doc) up to %d", f.name, f.v, MaxPerDirection))
 		}
@@ -366,6 +375,8 @@ func Evaluate(ctx context.Context, store *objstore.Client, c EvalConfig) (*EvalR
 					it.split = EvalUnseenVoices
 				case held:
 					it.split = EvalUnseenPairs
+				case c.SeenPerDirection > 0:
+					it.split = EvalSeenVoices
 				default:
 					continue
 				}
@@ -393,8 +404,11 @@ func Evaluate(ctx context.Context, store *objstore.Client, c EvalConfig) (*EvalR
 		shardIdx[s.Key] = i
 	}
 	splits := []string{EvalUnseenVoices, EvalUnseenPhrases, EvalUnseenPairs}
+	if c.SeenPerDirection > 0 {
+		splits = append(splits, EvalSeenVoices)
+	}
 	for _, sp := range splits {
-		n := map[string]int{EvalUnseenVoices: c.PerDirection, EvalUnseenPhrases: c.PhrasesPerDirection, EvalUnseenPairs: c.PairsPerDirection}[sp]
+		n := map[string]int{EvalUnseenVoices: c.PerDirection, EvalUnseenPhrases: c.PhrasesPerDirection, EvalUnseenPairs: c.PairsPerDirection, EvalSeenVoices: c.SeenPerDirection}[sp]
 		dirs := make([][2]string, 0, len(cands[sp]))
 		for d := range cands[sp] {
 			dirs = append(dirs, d)
@@ -580,7 +594,7 @@ feed:
 	rep := &EvalReport{
 		Checkpoint: src.ck.Prefix, Step: src.ck.State.Step, Dataset: c.Dataset, DatasetVersion: c.DatasetVersion,
 		Languages: src.langs, LanguagesAsked: c.Languages, UnseenPairs: man.Splits.UnseenPairs, UnseenPhrases: man.Splits.UnseenPhrases,
-		PerDirection: c.PerDirection, PhrasesPerDirection: c.PhrasesPerDirection, PairsPerDirection: c.PairsPerDirection, Beam: c.Beam, Seed: c.Seed, Vocoder: c.Vocoder, Time: time.Now().UTC(),
+		PerDirection: c.PerDirection, PhrasesPerDirection: c.PhrasesPerDirection, PairsPerDirection: c.PairsPerDirection, SeenPerDirection: c.SeenPerDirection, Beam: c.Beam, Seed: c.Seed, Vocoder: c.Vocoder, Time: time.Now().UTC(),
 	}
 	for _, sp := range splits {
 		var tm, tf, tc, seen eval.Tally
@@ -674,14 +688,18 @@ func EvalPrefix(ck string, c EvalConfig) string {
 	if c.Vocoder != "" {
 		l += "-v" + c.Vocoder
 	}
-	return fmt.Sprintf("%seval/%s-%s%s-n%d_%d_%d-b%d-s%d/", ck, c.Dataset, c.DatasetVersion, l,
-		c.PerDirection, c.PhrasesPerDirection, c.PairsPerDirection, max(c.Beam, 1), c.Seed)
+	seen := ""
+	if c.SeenPerDirection > 0 {
+		seen = fmt.Sprintf("_%d", c.SeenPerDirection)
+	}
+	return fmt.Sprintf("%seval/%s-%s%s-n%d_%d_%d%s-b%d-s%d/", ck, c.Dataset, c.DatasetVersion, l,
+		c.PerDirection, c.PhrasesPerDirection, c.PairsPerDirection, seen, max(c.Beam, 1), c.Seed)
 }
 
 // config is the EvalConfig that reproduces the report.
 func (r *EvalReport) config() EvalConfig {
 	return EvalConfig{Checkpoint: r.Checkpoint, Dataset: r.Dataset, DatasetVersion: r.DatasetVersion, Languages: r.LanguagesAsked,
-		PerDirection: r.PerDirection, PhrasesPerDirection: r.PhrasesPerDirection, PairsPerDirection: r.PairsPerDirection, Beam: r.Beam, Seed: r.Seed, Vocoder: r.Vocoder}
+		PerDirection: r.PerDirection, PhrasesPerDirection: r.PhrasesPerDirection, PairsPerDirection: r.PairsPerDirection, SeenPerDirection: r.SeenPerDirection, Beam: r.Beam, Seed: r.Seed, Vocoder: r.Vocoder}
 }
 
 // Eval artifact part names.
@@ -756,8 +774,12 @@ func (r *EvalReport) WriteText(w io.Writer) error {
 	if voc == "" {
 		voc = "the model's own"
 	}
-	fmt.Fprintf(&b, "== evaluation of %s (step %d) on %s/%s, beam %d, vocoder %s, up to %d/%d/%d translations per direction (unseen voices/phrases/pairs; 0: all)\n",
-		r.Checkpoint, r.Step, r.Dataset, r.DatasetVersion, max(r.Beam, 1), voc, r.PerDirection, r.PhrasesPerDirection, r.PairsPerDirection)
+	seen := ""
+	if r.SeenPerDirection > 0 {
+		seen = fmt.Sprintf("; %d per trained direction by training voices", r.SeenPerDirection)
+	}
+	fmt.Fprintf(&b, "== evaluation of %s (step %d) on %s/%s, beam %d, vocoder %s, up to %d/%d/%d translations per direction (unseen voices/phrases/pairs; 0: all%s)\n",
+		r.Checkpoint, r.Step, r.Dataset, r.DatasetVersion, max(r.Beam, 1), voc, r.PerDirection, r.PhrasesPerDirection, r.PairsPerDirection, seen)
 	fmt.Fprintf(&b, "concept accuracy: DTW nearest template among clean renderings of every phrase of the target language; MCD-DTW (c1..c24) against the reference rendering\n")
 	pairs := make([]string, len(r.UnseenPairs))
 	for i, p := range r.UnseenPairs {

@@ -114,6 +114,20 @@ func testEvaluate(t *testing.T, st *objstore.Client, ck string) {
 	if _, ok := one.Split(EvalUnseenPairs); ok {
 		t.Errorf("de,en has no held-out pair, but the report has an unseen-pairs split")
 	}
+	if _, ok := one.Split(EvalSeenVoices); ok {
+		t.Errorf("SeenPerDirection 0, but the report has a seen-voices split")
+	}
+	// Asked for, the training voices' split scores trained directions only.
+	seen, err := Evaluate(ctx, st, EvalConfig{Checkpoint: ck, PerDirection: 1, SeenPerDirection: 2, Languages: []string{"de", "en"}, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := seen.Split(EvalSeenVoices); !ok || s.Model.N != 4 || s.Floor.N != 4 || len(s.Directions) != 2 {
+		t.Errorf("seen voices, 2 per direction over de,en: %d translations in %d directions (split present: %v), want 4 in 2", s.Model.N, len(s.Directions), ok)
+	}
+	if a, b := EvalPrefix(ck, one.config()), EvalPrefix(ck, seen.config()); a == b {
+		t.Errorf("evaluations with and without seen voices share the prefix %s", a)
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -127,6 +141,7 @@ func testEvaluate(t *testing.T, st *objstore.Client, ck string) {
 		{"missing dataset", EvalConfig{Checkpoint: ck, Dataset: "nope"}, "no dataset"},
 		{"missing version", EvalConfig{Checkpoint: ck, DatasetVersion: "v9"}, "v9"},
 		{"negative per direction", EvalConfig{Checkpoint: ck, PerDirection: -1}, "PerDirection"},
+		{"negative seen per direction", EvalConfig{Checkpoint: ck, SeenPerDirection: -1}, "SeenPerDirection"},
 		{"huge beam", EvalConfig{Checkpoint: ck, Beam: 1000}, "Beam"},
 		{"unknown vocoder", EvalConfig{Checkpoint: ck, Vocoder: "wavenet"}, `EvalConfig.Vocoder: vocoder "wavenet"`},
 	} {

@@ -58,6 +58,7 @@ is already stored is printed, not recomputed, unless --recompute.`,
 	f.IntVar(&o.cfg.PerDirection, "per-dir", 20, "unseen-voices translations per direction, drawn with --seed (0: all)")
 	f.IntVar(&o.cfg.PhrasesPerDirection, "phrases-per-dir", 0, "unseen-phrases translations per direction (0: --per-dir)")
 	f.IntVar(&o.cfg.PairsPerDirection, "pairs-per-dir", 0, "unseen-pairs translations per direction (0: 5 x --per-dir)")
+	f.IntVar(&o.cfg.SeenPerDirection, "seen-per-dir", 0, "also score this many translations per trained direction by training voices (split seen_voices: the fit to the training data, beside unseen voices' generalisation; 0: skip)")
 	f.IntVar(&o.cfg.Beam, "beam", 1, "beam width (1: greedy)")
 	f.Uint64Var(&o.cfg.Seed, "seed", 1, "seed of the draw of translations")
 	f.StringVar(&o.cfg.Vocoder, "vocoder", "", "render the model's and the floor's units with this vocoder, griffin-lim or loops (default: the model's own)")
