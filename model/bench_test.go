@@ -21,7 +21,7 @@ func BenchmarkGradients(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch, positions = 256, 2
+	const batch = 256
 	rng := rand.New(rand.NewPCG(1, 2))
 	exs := make([]Example, batch)
 	for i := range exs {
@@ -37,19 +37,25 @@ func BenchmarkGradients(b *testing.B) {
 		}
 		exs[i] = Example{Input: in, Target: rng.IntN(len(cfg.Languages)), Units: seq, Seed: uint64(i)}
 	}
-	g, err := m.NewGraph(batch, positions)
-	if err != nil {
-		b.Fatal(err)
+	// The trainer's default scores 2 sampled positions per example; more
+	// feed the decoder more per step for the cost of its layers only.
+	for _, positions := range []int{2, 4, 8} {
+		b.Run(fmt.Sprintf("positions=%d", positions), func(b *testing.B) {
+			g, err := m.NewGraph(batch, positions)
+			if err != nil {
+				b.Fatal(err)
+			}
+			grads := make([]float32, m.Params().Size())
+			b.ResetTimer()
+			c0 := cpuSeconds()
+			for range b.N {
+				if _, err := g.Gradients(exs, grads); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric((cpuSeconds()-c0)/float64(b.N), "cpu-s/op")
+		})
 	}
-	grads := make([]float32, m.Params().Size())
-	b.ResetTimer()
-	c0 := cpuSeconds()
-	for range b.N {
-		if _, err := g.Gradients(exs, grads); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric((cpuSeconds()-c0)/float64(b.N), "cpu-s/op")
 }
 
 // cpuSeconds is the process's user+system CPU time: on a shared machine it

@@ -10,7 +10,7 @@
 # floor and the copy-the-input baseline.
 #
 #   scripts/accuracy-run.sh [--dir DIR] [--budget 60m] [--job NAME] [--per-dir N] [--stage all|dataset|train|eval]
-#                           [--version V] [--variants LIST] [--warp W]
+#                           [--version V] [--variants LIST] [--warp W] [--positions P]
 #
 # DIR (default: $TMPDIR/babelfish-accuracy) keeps MinIO's objects, the
 # binary and the logs, so a second run reuses the dataset and a stopped run
@@ -35,6 +35,7 @@ version=v1
 # first run is the best so far (bench/RESULTS.md).
 variants=m1,m2,m3,m5,f1,f2,f3,m7,f5
 warp=0
+positions=2
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--dir) dir="$2"; shift 2 ;;
@@ -45,6 +46,7 @@ while [[ $# -gt 0 ]]; do
 	--version) version="$2"; shift 2 ;;
 	--variants) variants="$2"; shift 2 ;;
 	--warp) warp="$2"; shift 2 ;;
+	--positions) positions="$2"; shift 2 ;;
 	-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) echo "accuracy-run: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -92,7 +94,7 @@ if [[ "$stage" == all || "$stage" == train ]]; then
 	echo "== training job $job for $budget"
 	start=$(date +%s)
 	"$bf" trainer --job "$job" --dataset "$dataset" --dataset-version "$version" --langs "$langs" \
-		--budget "$budget" --warp "$warp" --checkpoint-every 1000 --log-every 200 2>&1 | tee "$dir/logs/train-$job.log"
+		--budget "$budget" --warp "$warp" --positions "$positions" --checkpoint-every 1000 --log-every 200 2>&1 | tee "$dir/logs/train-$job.log"
 	echo "== training took $(($(date +%s) - start)) s"
 fi
 
