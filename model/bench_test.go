@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkGradients times one forward+backward at the default shape and
-// the experiment's batch: 256 examples, 2 scored positions each.
+// a batch of 256 examples, with 2, 4 and 8 scored positions each.
 func BenchmarkGradients(b *testing.B) {
 	cfg := DefaultConfig([]string{"de", "en", "es", "fr", "it", "nl", "pl", "pt", "ru", "sv"})
 	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
