@@ -301,12 +301,26 @@ func (a *MelAnalyzer) Magnitude(x []float32) Spectrogram {
 // samples around t*Hop, and there are 1+len(x)/Hop of them (none for no
 // samples).
 func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
-	spec := a.stft(toFloat64(x), fourier.NewFFT(a.cfg.NFFT), nil)
-	frames := len(spec) / a.bins
+	// Frame by frame: window, FFT, power, filterbank and log go straight
+	// into the output row, so the only allocation the size of the input is
+	// the result (no complex spectrogram, no float64 copy of x). The
+	// arithmetic is stft's, in the same order.
+	n, hop, half := a.cfg.NFFT, a.cfg.Hop, a.cfg.NFFT/2
+	frames := a.numFrames(len(x))
 	s := Spectrogram{Frames: frames, Bins: a.cfg.NMels, Data: make([]float32, frames*a.cfg.NMels)}
+	fft := fourier.NewFFT(n)
+	frame := make([]float64, n)
+	coef := make([]complex128, a.bins)
 	pow := make([]float64, a.bins)
 	for t := range frames {
-		for k, c := range spec[t*a.bins : (t+1)*a.bins] {
+		start := t*hop - half
+		lo, hi := max(0, -start), min(n, len(x)-start)
+		clear(frame)
+		for i := lo; i < hi; i++ {
+			frame[i] = float64(x[start+i]) * a.window[i]
+		}
+		fft.Coefficients(coef, frame)
+		for k, c := range coef {
 			p := real(c)*real(c) + imag(c)*imag(c)
 			if a.cfg.Power == 1 {
 				p = math.Sqrt(p)

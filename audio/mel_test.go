@@ -130,6 +130,54 @@ func TestLogMelLocatesTone(t *testing.T) {
 	}
 }
 
+// TestLogMelMatchesSTFT pins the streaming LogMel to the definition:
+// the filterbank over |STFT|^Power of the whole spectrogram, bit for bit,
+// for both powers and for inputs shorter than a frame.
+func TestLogMelMatchesSTFT(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		power   float64
+		samples int
+	}{
+		{"power", 2, 8000},
+		{"magnitude", 1, 8000},
+		{"shorter than a frame", 2, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := NewMelAnalyzer(MelConfig{Power: tc.power})
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := make([]float32, tc.samples)
+			for i := range x {
+				x[i] = float32(math.Sin(float64(i)*0.07) * math.Cos(float64(i)*0.0013))
+			}
+			got := a.LogMel(x)
+			spec := a.stft(toFloat64(x), fourier.NewFFT(a.cfg.NFFT), nil)
+			frames := len(spec) / a.bins
+			if got.Frames != frames || got.Bins != a.cfg.NMels {
+				t.Fatalf("LogMel is %d x %d, want %d x %d", got.Frames, got.Bins, frames, a.cfg.NMels)
+			}
+			for f := range frames {
+				for m, flt := range a.fb {
+					var e float64
+					for i, w := range flt.w {
+						c := spec[f*a.bins+flt.start+i]
+						p := real(c)*real(c) + imag(c)*imag(c)
+						if tc.power == 1 {
+							p = math.Sqrt(p)
+						}
+						e += w * p
+					}
+					if want := float32(math.Log(max(e, a.cfg.LogFloor))); got.Row(f)[m] != want {
+						t.Fatalf("frame %d band %d: %g, want %g", f, m, got.Row(f)[m], want)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestLogMelSilenceAndEmpty(t *testing.T) {
 	a, err := NewMelAnalyzer(MelConfig{LogFloor: 1e-5})
 	if err != nil {
