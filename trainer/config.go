@@ -34,7 +34,10 @@ type Config struct {
 	// Positions is how many target positions (end marker included) each
 	// example has scored per step, drawn from the example's seed and
 	// weighted so the loss stays an unbiased estimate of the full sum; 0
-	// scores every position. Fewer positions buy more examples per second.
+	// scores every position. A position costs only the decoder's layers
+	// (the encoder runs once per example), so 6 cost about 1.6 times 2 per
+	// step while tripling what the decoder learns from; on the synthetic
+	// corpus 2 left the decoder underfitted (bench/RESULTS.md).
 	Positions int `json:"positions"`
 	// Budget, when positive, bounds the job's wall-clock time (counted
 	// across resumes, unit learning included): rank 0 measures the step
@@ -104,7 +107,7 @@ func DefaultConfig(job, name, version string) Config {
 		Adam:            model.DefaultAdamConfig(),
 		Steps:           10000,
 		GlobalBatch:     336, // about 256 pairs on the default corpus
-		Positions:       2,
+		Positions:       6,
 		Seed:            1,
 		CheckpointEvery: 500,
 	}
