@@ -35,7 +35,7 @@ type Config struct {
 	// example has scored per step, drawn from the example's seed and
 	// weighted so the loss stays an unbiased estimate of the full sum; 0
 	// scores every position. A position costs only the decoder's layers
-	// (the encoder runs once per example), so 6 cost about 1.6 times 2 per
+	// (the encoder runs once per example), so 6 cost about 1.35 times 2 per
 	// step while tripling what the decoder learns from; on the synthetic
 	// corpus 2 left the decoder underfitted (bench/RESULTS.md).
 	Positions int `json:"positions"`
