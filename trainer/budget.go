@@ -76,6 +76,17 @@ func (b *budgetPlan) replan(now time.Time, step int64) (int64, bool) {
 // in memory by default.
 const DefaultDataCacheBytes = 4 << 30
 
+// trainSplit counts the train split's shards and bytes.
+func trainSplit(m *shard.Manifest) (shards int, bytes int64) {
+	for _, s := range m.Shards {
+		if s.Split == shard.SplitTrain {
+			shards++
+			bytes += s.Bytes
+		}
+	}
+	return shards, bytes
+}
+
 // blockShards resolves Config.BlockShards n: n itself when set, else every
 // train shard when the split fits DefaultDataCacheBytes (held in memory
 // whole, so mixing all of it costs no reads), else DefaultBlockShards.
@@ -83,14 +94,7 @@ func blockShards(m *shard.Manifest, n int) int {
 	if n > 0 {
 		return n
 	}
-	var shards int
-	var bytes int64
-	for _, s := range m.Shards {
-		if s.Split == shard.SplitTrain {
-			shards++
-			bytes += s.Bytes
-		}
-	}
+	shards, bytes := trainSplit(m)
 	if bytes > DefaultDataCacheBytes {
 		return DefaultBlockShards
 	}
@@ -104,16 +108,10 @@ func dataCacheBytes(m *shard.Manifest, o int64) int64 {
 	if o > 0 {
 		return o
 	}
-	var train int64
-	for _, s := range m.Shards {
-		if s.Split == shard.SplitTrain {
-			train += s.Bytes
-		}
+	if _, train := trainSplit(m); train <= DefaultDataCacheBytes {
+		return train
 	}
-	if train > DefaultDataCacheBytes {
-		return 0
-	}
-	return train
+	return 0
 }
 
 // exampleSeed is the training noise seed of sample index in epoch: the

@@ -243,11 +243,18 @@ func (j *Job) Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, nil
 	}
 
+	cacheBytes := dataCacheBytes(j.version.Manifest, o.DataCacheBytes)
+	if shards, bytes := trainSplit(j.version.Manifest); o.DataCacheBytes > 0 && cfg.BlockShards >= shards && cacheBytes < bytes {
+		// Every shard is mixed but not every shard fits: each step may
+		// fetch shards again. The data stays the same, only slower.
+		log.Warn("data cache smaller than the shards mixed: shards will be read again and again; raise --data-cache or set --block-shards",
+			"data_cache_bytes", cacheBytes, "train_split_bytes", bytes, "block_shards", cfg.BlockShards)
+	}
 	stream, err := loader.New(ctx, j.version.Artifact, j.version.Manifest, loader.Options{
 		Seed: cfg.Seed, BlockShards: cfg.BlockShards, Cursor: cursor,
 		Partition: loader.Partition{Rank: rank, World: world, GlobalBatch: cfg.GlobalBatch},
 		Splits:    []string{shard.SplitTrain}, Metrics: o.LoaderMetrics, Log: log,
-		CacheBytes: dataCacheBytes(j.version.Manifest, o.DataCacheBytes),
+		CacheBytes: cacheBytes,
 	})
 	if err != nil {
 		return res, err
