@@ -20,7 +20,7 @@
 //     windowed-sinc polyphase filter with the cutoff below the lower of the two
 //     Nyquist frequencies.
 //   - Features: [MelAnalyzer] computes log-mel spectrograms (Hann STFT with
-//     gonum's FFT, Slaney mel filterbank) as a row-major frames x mels
+//     a radix-2 real FFT (gonum's for other lengths), Slaney mel filterbank) as a row-major frames x mels
 //     [Spectrogram], the layout the encoder consumes.
 //   - Inversion: [MelAnalyzer.Invert] turns a log-mel spectrogram back into
 //     speech (non-negative least squares to linear magnitude, then fast

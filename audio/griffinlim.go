@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"gonum.org/v1/gonum/dsp/fourier"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -238,7 +237,7 @@ func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg Griff
 		return nil, fmt.Errorf("audio: GriffinLimConfig.Length %d gives %d frames at hop %d, the spectrogram has %d", length, a.numFrames(length), a.cfg.Hop, frames)
 	}
 
-	fft := fourier.NewFFT(a.cfg.NFFT)
+	fft := a.fft.plan(a.cfg.NFFT)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
 	n := len(mag.Data)
 	c := make([]complex128, n)     // current estimate
@@ -328,7 +327,7 @@ func (a *MelAnalyzer) LoopGriffinLim(ctx context.Context, mag []float32, period 
 			norm[j] = 1 / v
 		}
 	}
-	fft := fourier.NewFFT(n)
+	fft := a.fft.plan(n)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
 	c := make([]complex128, frames*a.bins)
 	tPrev := make([]complex128, len(c))

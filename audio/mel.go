@@ -5,7 +5,6 @@ import (
 	"math"
 	"sync"
 
-	"gonum.org/v1/gonum/dsp/fourier"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -123,6 +122,7 @@ type MelAnalyzer struct {
 	bins   int       // NFFT/2+1
 	window []float64 // Hann(Win) centred in NFFT samples
 	fb     []melFilter
+	fft    *fftTables // nil when NFFT is not a power of two
 
 	pinvOnce sync.Once
 	pinv     *mat.Dense // bins x NMels pseudo-inverse of the filterbank
@@ -136,7 +136,7 @@ func NewMelAnalyzer(cfg MelConfig) (*MelAnalyzer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &MelAnalyzer{cfg: cfg, bins: cfg.NFFT/2 + 1}
+	a := &MelAnalyzer{cfg: cfg, bins: cfg.NFFT/2 + 1, fft: newFFTTables(cfg.NFFT)}
 	// Periodic Hann: the overlap-added squared windows are flat, which the
 	// inverse STFT relies on.
 	a.window = make([]float64, cfg.NFFT)
@@ -216,7 +216,7 @@ func (a *MelAnalyzer) numFrames(n int) int {
 
 // stft is the centred short-time Fourier transform (input zero-padded by
 // NFFT/2 on both sides), frames x bins, row-major.
-func (a *MelAnalyzer) stft(x []float64, fft *fourier.FFT, out []complex128) []complex128 {
+func (a *MelAnalyzer) stft(x []float64, fft realFFT, out []complex128) []complex128 {
 	n, hop, half := a.cfg.NFFT, a.cfg.Hop, a.cfg.NFFT/2
 	frames := a.numFrames(len(x))
 	if cap(out) < frames*a.bins {
@@ -262,7 +262,7 @@ func (a *MelAnalyzer) olaNorm(frames, length int) []float64 {
 
 // istft inverts stft by weighted overlap-add (the least-squares inverse),
 // returning len(norm) samples; norm comes from olaNorm.
-func (a *MelAnalyzer) istft(spec []complex128, frames int, norm []float64, fft *fourier.FFT, out []float64) []float64 {
+func (a *MelAnalyzer) istft(spec []complex128, frames int, norm []float64, fft realFFT, out []float64) []float64 {
 	n, hop, half := a.cfg.NFFT, a.cfg.Hop, a.cfg.NFFT/2
 	length := len(norm)
 	if cap(out) < length {
@@ -288,7 +288,7 @@ func (a *MelAnalyzer) istft(spec []complex128, frames int, norm []float64, fft *
 
 // Magnitude returns |STFT(x)|, frames x (NFFT/2+1).
 func (a *MelAnalyzer) Magnitude(x []float32) Spectrogram {
-	spec := a.stft(toFloat64(x), fourier.NewFFT(a.cfg.NFFT), nil)
+	spec := a.stft(toFloat64(x), a.fft.plan(a.cfg.NFFT), nil)
 	s := Spectrogram{Frames: len(spec) / a.bins, Bins: a.bins, Data: make([]float32, len(spec))}
 	for i, c := range spec {
 		s.Data[i] = float32(math.Hypot(real(c), imag(c)))
@@ -308,7 +308,7 @@ func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
 	n, hop, half := a.cfg.NFFT, a.cfg.Hop, a.cfg.NFFT/2
 	frames := a.numFrames(len(x))
 	s := Spectrogram{Frames: frames, Bins: a.cfg.NMels, Data: make([]float32, frames*a.cfg.NMels)}
-	fft := fourier.NewFFT(n)
+	fft := a.fft.plan(n)
 	frame := make([]float64, n)
 	coef := make([]complex128, a.bins)
 	pow := make([]float64, a.bins)

@@ -174,10 +174,7 @@ func linear(y, x []float32, w, b Tensor) {
 		if xi == 0 {
 			continue
 		}
-		row := w.Data[i*out : (i+1)*out]
-		for j, v := range row {
-			y[j] += xi * v
-		}
+		axpy(xi, w.Data[i*out:(i+1)*out], y[:out])
 	}
 }
 
