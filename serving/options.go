@@ -72,11 +72,15 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-// DefaultBatching is the dynamic batcher's default: batches of up to 16,
-// a 5 ms window to fill them, 256 queued requests, one executor (the model
-// spreads a batch over the CPU cores itself).
+// DefaultBatching is the dynamic batcher's default: batches of up to 8, a
+// 2 ms window to fill them, 256 queued requests, two executors. The model
+// spreads one batch over the CPU cores itself; the second executor fills
+// its batch while the first computes, so the cores do not idle between
+// batches (bench/serving: at 16 clients on 2 cores, 8 x 2 answers about a
+// fifth more requests than 16 x 1, at a lower p99; a 2 ms window halves the
+// wait of a lone request against 5 ms).
 func DefaultBatching() batcher.Config {
-	return batcher.Config{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, MaxQueue: 256, Instances: 1}
+	return batcher.Config{MaxBatch: 8, MaxDelay: 2 * time.Millisecond, MaxQueue: 256, Instances: 2}
 }
 
 type options struct {

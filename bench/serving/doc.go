@@ -3,19 +3,23 @@
 // loopback gRPC, and a closed-loop load generator.
 //
 // It measures throughput and p50/p99 latency at concurrency 1..64 with
-// dynamic batching on (MaxBatch 16, 5 ms window, one executor) and off
-// (MaxBatch 1, one executor: Triton's default without a dynamic batcher),
-// in the same run, plus, for honesty, batching off with one executor per
-// core. It also reports the real-time factor at batch 1 (compute time over
-// input duration) and the time from flipping `current` to serving the new
-// release.
+// dynamic batching on (the server's default, serving.DefaultBatching:
+// batches of 8, a 2 ms window, two executors; -max-batch, -max-delay and
+// -instances change it) and off (MaxBatch 1, one executor: Triton's
+// default without a dynamic batcher), in the same run, plus, for honesty,
+// batching off with one executor per core (gain_vs_instances: what
+// batching adds over plain parallel executors). It also reports the
+// real-time factor at batch 1 (compute time over input duration) and the
+// time from flipping `current` to serving the new release.
 //
 //	go run ./bench/serving [-duration 4s] [-levels 1,2,4,8,16,32,64]
 //
-// The model has the default shape with random weights (serving cost does
-// not depend on training) and its output capped by -max-output, so every
-// request does the same work. Output:
+// The model has the default shape with random weights, set to decode as
+// a trained one does: no early end marker and units of 1 or 2 frames, so
+// every request decodes up to -max-output (0.5 s, about 20 units; the
+// session-5 checkpoint speaks 13 to 24 units for its phrases). Each line
+// reports out_s, the mean seconds of speech per answer. Output:
 //
-//	bench serving mode=batch c=16 rps=... p50_ms=... p99_ms=... mean_batch=...
-//	bench serving batching_gain=<rps ratio at c=16> p99_ratio=... rtf_batch1=... swap_to_serving_s=...
+//	bench serving vocoder=... mode=batch c=16 rps=... p50_ms=... p99_ms=... mean_batch=... out_s=...
+//	bench serving vocoder=... batching_gain=<rps ratio at c=16> p99_ratio=... gain_vs_instances=... rtf_batch1=... swap_to_serving_s=...
 package main

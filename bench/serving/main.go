@@ -43,8 +43,7 @@ type params struct {
 	duration  time.Duration
 	profile   string
 	levels    []int
-	maxBatch  int
-	maxDelay  time.Duration
+	batch     batcher.Config
 	inSeconds float64
 	maxOut    float64
 }
@@ -53,8 +52,11 @@ func run() error {
 	var p params
 	levels := flag.String("levels", "1,2,4,8,16,32,64", "client concurrency levels")
 	flag.DurationVar(&p.duration, "duration", 5*time.Second, "measured time per level (after a warm-up request per client)")
-	flag.IntVar(&p.maxBatch, "max-batch", 16, "MaxBatch with batching on")
-	flag.DurationVar(&p.maxDelay, "max-delay", 5*time.Millisecond, "MaxDelay with batching on")
+	p.batch = serving.DefaultBatching()
+	p.batch.MaxQueue = 1024 // closed-loop clients never overflow it
+	flag.IntVar(&p.batch.MaxBatch, "max-batch", p.batch.MaxBatch, "MaxBatch with batching on (default: the server's)")
+	flag.DurationVar(&p.batch.MaxDelay, "max-delay", p.batch.MaxDelay, "MaxDelay with batching on (default: the server's)")
+	flag.IntVar(&p.batch.Instances, "instances", p.batch.Instances, "executors with batching on (default: the server's)")
 	flag.Float64Var(&p.inSeconds, "input-seconds", 1.5, "input audio per request")
 	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")
 	flag.StringVar(&p.profile, "cpuprofile", "", "write a CPU profile of the whole process (server and load generator) at c=16 to PREFIX-<vocoder>-<mode>.pprof")
@@ -125,7 +127,7 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 		levels []int
 	}{
 		{"off", batcher.Config{MaxBatch: 1, MaxQueue: 1024, Instances: 1}, p.levels},
-		{"batch", batcher.Config{MaxBatch: p.maxBatch, MaxDelay: p.maxDelay, MaxQueue: 1024, Instances: 1}, p.levels},
+		{"batch", p.batch, p.levels},
 		{"instances", batcher.Config{MaxBatch: 1, MaxQueue: 1024, Instances: runtime.GOMAXPROCS(0)}, []int{16}},
 	}
 	at16 := map[string]result{}
@@ -142,8 +144,8 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 				if err != nil {
 					return err
 				}
-				fmt.Printf("bench serving vocoder=%s mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f mean_batch=%.2f requests=%d\n",
-					voc, mode.name, c, r.rps, ms(r.p50), ms(r.p99), r.meanBatch, r.n)
+				fmt.Printf("bench serving vocoder=%s mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f mean_batch=%.2f out_s=%.2f requests=%d\n",
+					voc, mode.name, c, r.rps, ms(r.p50), ms(r.p99), r.meanBatch, r.meanOut, r.n)
 				if c == 16 {
 					at16[mode.name] = r
 				}
@@ -259,6 +261,7 @@ type result struct {
 	p50, p99    time.Duration
 	meanBatch   float64
 	meanCompute time.Duration
+	meanOut     float64 // seconds of speech per answer
 }
 
 // load runs c closed-loop clients: each sends one warm-up request, then
@@ -266,7 +269,7 @@ type result struct {
 func load(ctx context.Context, client babelfishv1.TranslatorClient, req *babelfishv1.TranslateRequest, c int, window time.Duration) (result, error) {
 	var mu sync.Mutex
 	var lats []time.Duration
-	var batchSum, computeSum float64
+	var batchSum, computeSum, outSum float64
 	var firstErr error
 	var wg sync.WaitGroup
 	var start time.Time
@@ -299,6 +302,9 @@ func load(ctx context.Context, client babelfishv1.TranslatorClient, req *babelfi
 					lats = append(lats, t1.Sub(t0))
 					batchSum += float64(resp.Timing.GetBatchSize())
 					computeSum += resp.Timing.GetComputeSeconds()
+					if r := resp.GetOutputSampleRate(); r > 0 {
+						outSum += float64(len(resp.GetAudio().GetWav())-wavHeader) / 2 / float64(r)
+					}
 				}
 				mu.Unlock()
 			}
@@ -322,6 +328,7 @@ func load(ctx context.Context, client babelfishv1.TranslatorClient, req *babelfi
 		p50: lats[len(lats)/2], p99: lats[min(len(lats)-1, int(math.Ceil(0.99*float64(len(lats))))-1)],
 		meanBatch:   batchSum / float64(len(lats)),
 		meanCompute: time.Duration(computeSum / float64(len(lats)) * float64(time.Second)),
+		meanOut:     outSum / float64(len(lats)),
 	}, nil
 }
 
@@ -349,7 +356,25 @@ func randomModel(langs []string, seed uint64) (*model.Model, error) {
 	for i := range cb.Centroids {
 		cb.Centroids[i] = -6 + 4*rng.Float32()
 	}
-	return model.New(cfg, cb)
+	m, err := model.New(cfg, cb)
+	if err != nil {
+		return nil, err
+	}
+	// Random weights end an answer after a few units, where a trained
+	// model speaks a whole phrase: the session-5 checkpoint decodes 13 to
+	// 24 units of 1 to 2 frames for espeak phrases of 0.8 to 1.5 s. Mute
+	// the end marker and favour durations of 1 and 2 frames, so every
+	// request decodes as many steps as a trained model does, up to
+	// -max-output.
+	ub, ok1 := m.Params().Get("dec.unit.b")
+	db, ok2 := m.Params().Get("dec.dur.b")
+	if !ok1 || !ok2 || len(ub.Data) != cfg.Units+1 || len(db.Data) < 2 {
+		return nil, fmt.Errorf("random model: no end-marker or duration bias to set (model layout changed?)")
+	}
+	ub.Data[cfg.Units] = -1e4
+	db.Data[0] += 50
+	db.Data[1] += 50
+	return m, nil
 }
 
 // promoteModel commits m as a checkpoint and promotes it, as the trainer
@@ -371,6 +396,9 @@ func promoteModel(ctx context.Context, st *objstore.Client, reg *registry.Regist
 	}
 	return reg.Promote(ctx, w.Prefix())
 }
+
+// wavHeader is the size of the canonical WAV header the server writes.
+const wavHeader = 44
 
 // speech is a voiced, speech-like clip: harmonics under a syllable-rate
 // envelope.

@@ -49,7 +49,8 @@ a new release in the background, verifies its checksums, warms it up, swaps it
 in and drains the old one, so a promotion drops no request. Health reports
 SERVING once the first release is warm. Every answer names its release.
 
-Requests are batched dynamically (--max-batch, --max-delay); at most
+Requests are batched dynamically (--max-batch, --max-delay), and --instances
+batches run at once, so one fills while another computes; at most
 --max-queue wait, and beyond that the server answers RESOURCE_EXHAUSTED with a
 retry delay at once. Requests over a limit (--max-audio-seconds,
 --max-audio-bytes, sample rates, languages) get INVALID_ARGUMENT naming it.
