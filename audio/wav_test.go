@@ -483,3 +483,29 @@ func TestWriteWAVErrors(t *testing.T) {
 		})
 	}
 }
+
+// The mono PCM16 fast path gives every sample exactly what the general
+// path does (channel average in float64, clamped, rounded to float32).
+func TestDecodeFramesPCM16FastPathExact(t *testing.T) {
+	b := make([]byte, 0, 2<<16)
+	for v := range 1 << 16 {
+		b = binary.LittleEndian.AppendUint16(b, uint16(v))
+	}
+	got, err := decodeFrames(nil, b, wavFormat{channels: 1, bytes: 2, rate: 16000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1<<16 {
+		t.Fatalf("%d samples, want %d", len(got), 1<<16)
+	}
+	for v := range 1 << 16 {
+		want := float32(max(-1, min(1, float64(int16(uint16(v)))/(1<<15))))
+		if got[v] != want {
+			t.Fatalf("sample %#04x = %v, want %v", v, got[v], want)
+		}
+	}
+	// A trailing odd byte is not a whole frame.
+	if got, _ := decodeFrames(nil, []byte{1, 0, 7}, wavFormat{channels: 1, bytes: 2}); len(got) != 1 {
+		t.Fatalf("3 bytes gave %d samples, want 1", len(got))
+	}
+}
