@@ -14,6 +14,10 @@
 //
 //	go run ./bench/serving [-duration 4s] [-levels 1,2,4,8,16,32,64]
 //
+// The clients send a mix of 16 speech-like clips (lengths from half to
+// one and a half times -input-seconds, each with its own pitch and
+// syllable rate, target languages in turn), each client cycling through
+// them from its own start, so batches mix inputs as real traffic does.
 // The model has the default shape with random weights, set to decode as
 // a trained one does: no early end marker and units of 1 or 2 frames, so
 // every request decodes up to -max-output (0.5 s, about 20 units; the

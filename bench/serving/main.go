@@ -104,17 +104,17 @@ func run() error {
 	if _, err := promoteModel(ctx, st, reg, m1, 1); err != nil {
 		return err
 	}
-	wav, err := audio.EncodeWAV(speech(16000, p.inSeconds), audio.PCM16)
+	reqs, err := requestMix(p.inSeconds, p.maxOut, langs)
 	if err != nil {
 		return err
 	}
-	req := &babelfishv1.TranslateRequest{Audio: &babelfishv1.Audio{Wav: wav}, TargetLanguage: "de", Decode: &babelfishv1.DecodeOptions{MaxOutputSeconds: float32(p.maxOut)}}
 	lim := serving.DefaultLimits()
 	lim.MaxOutputSeconds = p.maxOut
-	fmt.Printf("# cores=%d input=%.1fs output<=%.1fs levels=%v duration=%v\n", runtime.GOMAXPROCS(0), p.inSeconds, p.maxOut, p.levels, p.duration)
+	fmt.Printf("# cores=%d input=%.1fs (mean of %d clips, %.2f to %.2f s) output<=%.1fs levels=%v duration=%v\n",
+		runtime.GOMAXPROCS(0), p.inSeconds, len(reqs), mixLo*p.inSeconds, mixHi*p.inSeconds, p.maxOut, p.levels, p.duration)
 	step := int64(1)
 	for _, voc := range strings.Split(*vocoders, ",") {
-		if err := runVocoder(ctx, st, reg, p, lim, req, langs, strings.TrimSpace(voc), &step); err != nil {
+		if err := runVocoder(ctx, st, reg, p, lim, reqs, langs, strings.TrimSpace(voc), &step); err != nil {
 			return fmt.Errorf("vocoder %s: %w", voc, err)
 		}
 	}
@@ -123,7 +123,7 @@ func run() error {
 
 // runVocoder measures every mode and the swap times with one vocoder and
 // prints its summary line. step numbers the releases it promotes.
-func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry, p params, lim serving.Limits, req *babelfishv1.TranslateRequest, langs []string, voc string, step *int64) error {
+func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry, p params, lim serving.Limits, reqs []*babelfishv1.TranslateRequest, langs []string, voc string, step *int64) error {
 
 	modes := []struct {
 		name   string
@@ -143,7 +143,7 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 				if err != nil {
 					return err
 				}
-				r, err := load(ctx, client, req, c, p.duration)
+				r, err := load(ctx, client, reqs, c, p.duration)
 				stop()
 				if err != nil {
 					return err
@@ -179,7 +179,7 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 		lctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			_, err := load(lctx, client, req, 16, time.Hour)
+			_, err := load(lctx, client, reqs, 16, time.Hour)
 			if lctx.Err() != nil {
 				err = nil // stopped on purpose; the load, not its figures, was the point
 			}
@@ -270,8 +270,9 @@ type result struct {
 }
 
 // load runs c closed-loop clients: each sends one warm-up request, then
-// requests back to back; those that finish inside the window count.
-func load(ctx context.Context, client babelfishv1.TranslatorClient, req *babelfishv1.TranslateRequest, c int, window time.Duration) (result, error) {
+// requests back to back; those that finish inside the window count. Client
+// i sends reqs[i], reqs[i+1], ... in turn, so batches mix inputs.
+func load(ctx context.Context, client babelfishv1.TranslatorClient, reqs []*babelfishv1.TranslateRequest, c int, window time.Duration) (result, error) {
 	var mu sync.Mutex
 	var lats []time.Duration
 	var batchSum, computeSum, outSum float64
@@ -282,9 +283,10 @@ func load(ctx context.Context, client babelfishv1.TranslatorClient, req *babelfi
 	var warmWG sync.WaitGroup
 	warmWG.Add(c)
 	var end time.Time
-	for range c {
+	for i := range c {
 		wg.Go(func() {
-			if _, err := client.Translate(ctx, req); err != nil && ctx.Err() == nil {
+			next := i
+			if _, err := client.Translate(ctx, reqs[next%len(reqs)]); err != nil && ctx.Err() == nil {
 				mu.Lock()
 				firstErr = err
 				mu.Unlock()
@@ -295,8 +297,9 @@ func load(ctx context.Context, client babelfishv1.TranslatorClient, req *babelfi
 				if time.Now().After(end) || ctx.Err() != nil {
 					return
 				}
+				next++
 				t0 := time.Now()
-				resp, err := client.Translate(ctx, req)
+				resp, err := client.Translate(ctx, reqs[next%len(reqs)])
 				t1 := time.Now()
 				mu.Lock()
 				if err != nil {
@@ -421,14 +424,43 @@ func (clientCodec) Marshal(v any) (mem.BufferSlice, error) {
 // wavHeader is the size of the canonical WAV header the server writes.
 const wavHeader = 44
 
-// speech is a voiced, speech-like clip: harmonics under a syllable-rate
-// envelope.
-func speech(rate int, seconds float64) audio.Clip {
+// The request mix: mixClips inputs whose lengths run evenly from mixLo to
+// mixHi times -input-seconds (so their mean is -input-seconds), each with
+// its own pitch and syllable rate, asking for the languages in turn.
+const (
+	mixClips     = 16
+	mixLo, mixHi = 0.5, 1.5
+)
+
+// requestMix builds the requests the clients send.
+func requestMix(meanSeconds, maxOut float64, langs []string) ([]*babelfishv1.TranslateRequest, error) {
+	reqs := make([]*babelfishv1.TranslateRequest, mixClips)
+	for i := range reqs {
+		f := float64(i) / float64(mixClips-1)
+		secs := meanSeconds * (mixLo + (mixHi-mixLo)*f)
+		// Pitch and syllable rate vary with a different stride than length.
+		g := float64((i*7)%mixClips) / float64(mixClips-1)
+		wav, err := audio.EncodeWAV(speech(16000, secs, 90+170*g, 1+2.5*(1-g)), audio.PCM16)
+		if err != nil {
+			return nil, err
+		}
+		reqs[i] = &babelfishv1.TranslateRequest{
+			Audio:          &babelfishv1.Audio{Wav: wav},
+			TargetLanguage: langs[i%len(langs)],
+			Decode:         &babelfishv1.DecodeOptions{MaxOutputSeconds: float32(maxOut)},
+		}
+	}
+	return reqs, nil
+}
+
+// speech is a voiced, speech-like clip: harmonics of f0 Hz under an
+// envelope of syll syllables a second.
+func speech(rate int, seconds, f0, syll float64) audio.Clip {
 	x := make([]float32, int(seconds*float64(rate)))
 	for i := range x {
 		t := float64(i) / float64(rate)
-		env := math.Max(0, math.Sin(2*math.Pi*1.5*t))
-		x[i] = float32(0.3 * env * (math.Sin(2*math.Pi*150*t) + 0.5*math.Sin(4*math.Pi*150*t) + 0.2*math.Sin(6*math.Pi*150*t)) / 1.7)
+		env := math.Max(0, math.Sin(2*math.Pi*syll*t))
+		x[i] = float32(0.3 * env * (math.Sin(2*math.Pi*f0*t) + 0.5*math.Sin(4*math.Pi*f0*t) + 0.2*math.Sin(6*math.Pi*f0*t)) / 1.7)
 	}
 	return audio.Clip{Rate: rate, Samples: x}
 }
