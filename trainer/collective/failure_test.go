@@ -2,10 +2,13 @@ package collective
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -225,5 +228,69 @@ func TestRankFailure(t *testing.T) {
 			}
 			t.Logf("fault after %d all-reduces; every other rank failed within %v; first error: %v", done.Load(), slowest.Round(time.Millisecond), errs[0])
 		})
+	}
+}
+
+// levelLog records the level and error of every log record.
+type levelLog struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *levelLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levelLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+func (l *levelLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *levelLog) WithGroup(string) slog.Handler      { return l }
+
+// A neighbour that leaves on purpose breaks the group of a rank that stays,
+// but that rank logs it as information, not as a fault, and its next
+// operation names what happened.
+func TestNeighbourLeavingIsNotAWarning(t *testing.T) {
+	logs := make([]*levelLog, 2)
+	gs := startPeers(t, 2, func(c *Config) {
+		logs[c.Rank] = &levelLog{}
+		c.Logger = slog.New(logs[c.Rank])
+	})
+	ctx := context.Background()
+	if err := errors.Join(onAll(gs, func(g *Group) error { return g.AllReduce(ctx, make([]float32, 1000)) })...); err != nil {
+		t.Fatal(err)
+	}
+	// Rank 0 leaves; rank 1 stays past rank 0's grace, so rank 0 stops its
+	// server under rank 1's ring stream.
+	start := time.Now()
+	gs[0].Close()
+	if d := time.Since(start); d < closeGrace {
+		t.Fatalf("rank 0 closed in %v with rank 1 still in the group: want the %v grace", d, closeGrace)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for gs[1].Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("rank 1's group still healthy 10s after rank 0 left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := gs[1].AllReduce(ctx, make([]float32, 10))
+	if err == nil || !strings.Contains(err.Error(), ErrClosed.Error()) {
+		t.Fatalf("rank 1's next all-reduce: %v; want an error naming %q", err, ErrClosed)
+	}
+	logs[1].mu.Lock()
+	defer logs[1].mu.Unlock()
+	var broken []slog.Record
+	for _, r := range logs[1].recs {
+		if r.Message == "collective: group broken" {
+			broken = append(broken, r)
+		}
+	}
+	if len(broken) != 1 || broken[0].Level != slog.LevelInfo {
+		var got []string
+		for _, r := range broken {
+			got = append(got, r.Level.String())
+		}
+		t.Fatalf("rank 1 logged %q for the group breaking, want one INFO", got)
 	}
 }

@@ -14,10 +14,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	collectivev1 "babelfish.dev/babelfish/api/collective/v1"
 )
@@ -221,7 +223,19 @@ func (g *Group) shutdown() {
 	g.cancel(ErrClosed)
 	g.closeOutbound()
 	if g.server != nil {
-		g.server.Stop()
+		// The cancel makes the ring handler return at once with Aborted
+		// and ErrClosed's text; a graceful stop delivers that status, so
+		// the left neighbour learns that this rank left rather than that a
+		// connection dropped. Stop cuts off whatever still runs after a
+		// second.
+		done := make(chan struct{})
+		go func() { g.server.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			g.server.Stop()
+			<-done
+		}
 	}
 }
 
@@ -232,8 +246,12 @@ func (g *Group) isClosed() bool {
 }
 
 // fail breaks the group with err unless it is already broken or closed,
-// and returns the error that broke it.
-func (g *Group) fail(err error) error {
+// and returns the error that broke it; the first failure is logged as a
+// warning.
+func (g *Group) fail(err error) error { return g.failWith(slog.LevelWarn, err) }
+
+// failWith is fail, logging the first failure at level.
+func (g *Group) failWith(level slog.Level, err error) error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -246,7 +264,7 @@ func (g *Group) fail(err error) error {
 	broken := g.failed
 	g.mu.Unlock()
 	if first {
-		g.log.Warn("collective: group broken", "err", err)
+		g.log.Log(context.Background(), level, "collective: group broken", "err", err)
 		g.cancel(broken)
 	}
 	return broken
@@ -424,10 +442,18 @@ func (g *Group) connect(ctx context.Context) error {
 		if g.isClosed() {
 			return
 		}
+		// A neighbour that closed its group on purpose (it finished, or
+		// stopped after the 5 s grace of Close) answers Aborted with
+		// ErrClosed's text: the group still breaks, but that ends a run and
+		// is no fault worth a warning.
+		level := slog.LevelWarn
+		if st, ok := status.FromError(err); ok && st.Code() == codes.Aborted && st.Message() == ErrClosed.Error() {
+			level = slog.LevelInfo
+		}
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the neighbour ended it")
 		}
-		g.fail(fmt.Errorf("ring stream to right neighbour (rank %d) at %s ended: %w", g.right, addr, err))
+		g.failWith(level, fmt.Errorf("ring stream to right neighbour (rank %d) at %s ended: %w", g.right, addr, err))
 	}()
 	select {
 	case <-g.attachCh:

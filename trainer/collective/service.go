@@ -29,8 +29,17 @@ func (s *service) Register(ctx context.Context, req *collectivev1.RegisterReques
 	if err := g.reg.register(req); err != nil {
 		return nil, err
 	}
-	peers, err := g.reg.wait(ctx)
+	// The wait also ends when rank 0 leaves, so that its graceful stop
+	// does not wait out the caller's deadline; Unavailable makes the
+	// caller retry until its own rendezvous timeout.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(g.ctx, cancel)()
+	peers, err := g.reg.wait(wctx)
 	if err != nil {
+		if ctx.Err() == nil && g.ctx.Err() != nil {
+			return nil, status.Errorf(codes.Unavailable, "rank 0 left the rendezvous: %v", context.Cause(g.ctx))
+		}
 		return nil, status.Error(codes.DeadlineExceeded, err.Error())
 	}
 	return &collectivev1.RegisterResponse{Peers: peers}, nil
