@@ -422,3 +422,36 @@ func TestFakeInjectionNeedsListener(t *testing.T) {
 		t.Fatalf("InjectXID on gpu 8: %v", err)
 	}
 }
+
+// The slow queries (energy counter, power limit, PCIe replays) are made
+// every SlowInterval; samples in between carry their last values while the
+// rest moves on.
+func TestSlowQueriesCarryBetweenReads(t *testing.T) {
+	r := newRig(t, "dgxh100", func(c *nvml.Config) { c.SlowInterval = 5 * time.Second })
+	sel := labels("gpu", "0")
+	t0 := r.clk.Now()
+	energyAt := func(at time.Time) float64 {
+		rd, err := r.fake.Reading(0, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return float64(rd.EnergyMJ)
+	}
+	for step := 1; step <= 10; step++ {
+		r.clk.Add(time.Second)
+		r.agent.Sample(t.Context())
+		m := gather(t, r.agent.Collector())
+		// Reads happen at 0 s (New) and then once 5 s have passed.
+		readAt := t0.Add(time.Duration(step/5*5) * time.Second)
+		if got, want := m.value(t, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", sel), energyAt(readAt); got != want {
+			t.Fatalf("after %d s: energy %v mJ, want the reading at %v (%v mJ)", step, got, readAt.Sub(t0), want)
+		}
+		rd, _ := r.fake.Reading(0, r.clk.Now())
+		if got, want := m.value(t, "DCGM_FI_DEV_POWER_USAGE", sel), float64(rd.PowerMW)/1000; got != want {
+			t.Fatalf("after %d s: power %v W, want this sample's %v", step, got, want)
+		}
+		for _, name := range []string{"DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"} {
+			m.value(t, name, sel) // present in every sample, carried or read
+		}
+	}
+}

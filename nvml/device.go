@@ -116,11 +116,34 @@ func (r *reader) ok(fn string, ret gonvml.Return) bool {
 
 const mib = 1 << 20
 
-// readDevice takes one sample of dev. It stops at the first call that says
-// the GPU is lost.
-func readDevice(dev gonvml.Device, errs func(fn string)) sample {
+// toMiB is b bytes in whole MiB, rounded up (nvidia-smi's convention).
+func toMiB(b uint64) float64 { return float64((b + mib - 1) / mib) }
+
+// slowMetrics are the metrics of the queries NVML answers slowly (bench/nvml
+// -calls on an H100: the energy counter 2.9 ms, the power limit and PCIe
+// replays about 0.15 ms, every other query under 10 us), which change
+// rarely or only accumulate: Config.SlowInterval paces them.
+const slowMetrics uint64 = 1<<mEnergy | 1<<mPowerLimit | 1<<mPCIeReplay
+
+// readDevice takes one sample of dev. With prev set it skips the slow
+// queries and carries prev's values of slowMetrics instead. It stops at the
+// first call that says the GPU is lost.
+func readDevice(dev gonvml.Device, errs func(fn string), prev *sample) sample {
 	var s sample
 	r := &reader{s: &s, errs: errs}
+	slow := func(step func()) func() {
+		if prev == nil {
+			return step
+		}
+		return func() {
+			s.has |= prev.has & slowMetrics
+			for m := range metricID(numMetrics) {
+				if slowMetrics&(1<<uint(m)) != 0 {
+					s.vals[m] = prev.vals[m]
+				}
+			}
+		}
+	}
 	steps := []func(){
 		func() {
 			if u, ret := dev.GetUtilizationRates(); r.ok("GetUtilizationRates", ret) {
@@ -131,17 +154,20 @@ func readDevice(dev gonvml.Device, errs func(fn string)) sample {
 		func() {
 			// v2 splits off the driver's reservation, as nvidia-smi's
 			// memory.used does; v1 is the fallback for old drivers.
+			// Each in whole MiB rounded up, as nvidia-smi prints them: on
+			// an H100 under load NVML gave 882.8 MiB used and 80196.2 MiB
+			// free, and nvidia-smi printed 883 and 80197.
 			if m, ret := dev.GetMemoryInfo_v2(); ret == gonvml.SUCCESS {
-				s.set(mFBTotal, float64(m.Total/mib))
-				s.set(mFBUsed, float64(m.Used/mib))
-				s.set(mFBFree, float64(m.Free/mib))
-				s.set(mFBReserved, float64(m.Reserved/mib))
+				s.set(mFBTotal, toMiB(m.Total))
+				s.set(mFBUsed, toMiB(m.Used))
+				s.set(mFBFree, toMiB(m.Free))
+				s.set(mFBReserved, toMiB(m.Reserved))
 			} else if ret == gonvml.ERROR_GPU_IS_LOST {
 				r.ok("GetMemoryInfo_v2", ret)
 			} else if m, ret := dev.GetMemoryInfo(); r.ok("GetMemoryInfo", ret) {
-				s.set(mFBTotal, float64(m.Total/mib))
-				s.set(mFBUsed, float64(m.Used/mib))
-				s.set(mFBFree, float64(m.Free/mib))
+				s.set(mFBTotal, toMiB(m.Total))
+				s.set(mFBUsed, toMiB(m.Used))
+				s.set(mFBFree, toMiB(m.Free))
 			}
 		},
 		func() {
@@ -154,16 +180,21 @@ func readDevice(dev gonvml.Device, errs func(fn string)) sample {
 				s.set(mPower, float64(v)/1000)
 			}
 		},
-		func() {
+		slow(func() {
 			if v, ret := dev.GetPowerManagementLimit(); r.ok("GetPowerManagementLimit", ret) {
 				s.set(mPowerLimit, float64(v)/1000)
 			}
-		},
-		func() {
+		}),
+		slow(func() {
 			if v, ret := dev.GetTotalEnergyConsumption(); r.ok("GetTotalEnergyConsumption", ret) {
 				s.set(mEnergy, float64(v))
 			}
-		},
+		}),
+		slow(func() {
+			if v, ret := dev.GetPcieReplayCounter(); r.ok("GetPcieReplayCounter", ret) {
+				s.set(mPCIeReplay, float64(v))
+			}
+		}),
 		func() {
 			if v, ret := dev.GetClockInfo(gonvml.CLOCK_SM); r.ok("GetClockInfo", ret) {
 				s.set(mSMClock, float64(v))
@@ -198,11 +229,6 @@ func readDevice(dev gonvml.Device, errs func(fn string)) sample {
 				s.set(mRemapUncorrectable, float64(unc))
 				s.set(mRemapPending, b2f(pending))
 				s.set(mRemapFailure, b2f(failed))
-			}
-		},
-		func() {
-			if v, ret := dev.GetPcieReplayCounter(); r.ok("GetPcieReplayCounter", ret) {
-				s.set(mPCIeReplay, float64(v))
 			}
 		},
 		func() {

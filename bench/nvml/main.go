@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -32,14 +33,17 @@ const clockTicks = 100
 func main() {
 	var (
 		role     = flag.String("role", "", "internal: run as the agent or baseline child")
-		kind     = flag.String("kind", "dgxa100", "fake machine: dgxa100 or dgxh100")
+		kind     = flag.String("kind", "dgxa100", "fake machine (dgxa100 or dgxh100), or real: this machine's GPUs through NVML")
 		scrapes  = flag.Int("scrapes", 60, "scrapes to measure, one per interval")
 		interval = flag.Duration("interval", time.Second, "sampling and scrape interval")
 		warmup   = flag.Int("warmup", 3, "scrapes before measuring")
+		calls    = flag.Int("calls", 0, "instead: time each NVML query of a sample this many times on the real NVML")
 	)
 	flag.Parse()
 	var err error
-	if *role != "" {
+	if *calls > 0 {
+		err = callTimes(*calls)
+	} else if *role != "" {
 		err = child(*role, *kind, *interval)
 	} else {
 		err = bench(*kind, *scrapes, *warmup, *interval)
@@ -56,17 +60,25 @@ func child(role, kind string, interval time.Duration) error {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var h http.Handler
+	gpus := 0
 	done := make(chan struct{})
 	switch role {
 	case "agent":
-		fake, err := nvml.NewFake(kind)
+		var lib gonvml.Interface
+		if kind == "real" {
+			lib = gonvml.New()
+		} else {
+			fake, err := nvml.NewFake(kind)
+			if err != nil {
+				return err
+			}
+			lib = fake.Interface()
+		}
+		a, err := nvml.New(ctx, nvml.Config{NVML: lib, Hostname: "bench", Interval: interval, Logger: log})
 		if err != nil {
 			return err
 		}
-		a, err := nvml.New(ctx, nvml.Config{NVML: fake.Interface(), Hostname: "bench", Interval: interval, Logger: log})
-		if err != nil {
-			return err
-		}
+		gpus = len(a.GPUs())
 		defer a.Close()
 		if h, err = a.Handler(); err != nil {
 			return err
@@ -84,7 +96,7 @@ func child(role, kind string, interval time.Duration) error {
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	fmt.Println("listening", ln.Addr().String())
+	fmt.Println("listening", ln.Addr().String(), gpus)
 	<-ctx.Done()
 	<-done
 	return srv.Close()
@@ -94,6 +106,7 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	url  string
+	gpus int
 }
 
 func start(name, kind string, interval time.Duration) (*proc, error) {
@@ -111,13 +124,17 @@ func start(name, kind string, interval time.Duration) (*proc, error) {
 		return nil, err
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
+	var addr string
+	var gpus int
+	if err == nil {
+		_, err = fmt.Sscanf(line, "listening %s %d", &addr, &gpus)
+	}
+	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("%s child: no address (%q, %v)", name, line, err)
 	}
-	return &proc{name: name, cmd: cmd, url: "http://" + addr + "/metrics"}, nil
+	return &proc{name: name, cmd: cmd, url: "http://" + addr + "/metrics", gpus: gpus}, nil
 }
 
 func (p *proc) stop() error {
@@ -252,8 +269,8 @@ func bench(kind string, scrapes, warmup int, interval time.Duration) error {
 	if acpu >= 1 {
 		verdict = "OVER"
 	}
-	fmt.Printf("bench nvml kind=%s gpus=8 interval=%v scrapes=%d metrics_bytes=%d scrape_p50_ms=%.3f scrape_p99_ms=%.3f cpu_pct_of_core=%.3f cpu_ms_per_scrape=%.3f rss_kib=%d->%d\n",
-		kind, interval, scrapes, a.bytes, ms(ap50), ms(ap99), acpu, ms(a.cpu)/float64(scrapes), a.rss0, a.rss1)
+	fmt.Printf("bench nvml kind=%s gpus=%d interval=%v scrapes=%d metrics_bytes=%d scrape_p50_ms=%.3f scrape_p99_ms=%.3f cpu_pct_of_core=%.3f cpu_ms_per_scrape=%.3f rss_kib=%d->%d\n",
+		kind, procs[0].gpus, interval, scrapes, a.bytes, ms(ap50), ms(ap99), acpu, ms(a.cpu)/float64(scrapes), a.rss0, a.rss1)
 	fmt.Printf("bench nvml baseline=empty-registry scrape_p50_ms=%.3f scrape_p99_ms=%.3f cpu_pct_of_core=%.3f\n", ms(bp50), ms(bp99), bcpu)
 	fmt.Printf("bench nvml ratio_vs_baseline scrape_p50=%.2f cpu=%.2f extra_cpu_pct_of_core=%.3f target_cpu_pct_of_core<1 %s\n",
 		ms(ap50)/ms(bp50), acpu/max(bcpu, 0.001), acpu-bcpu, verdict)

@@ -36,6 +36,7 @@ type gpuAgentOptions struct {
 	publishBeat    time.Duration
 	freeStepMiB    int64
 	topologyPeriod time.Duration
+	slowPeriod     time.Duration
 }
 
 // newGPUAgentCmd is `babelfish gpu-agent`: the per-node GPU agent.
@@ -90,6 +91,7 @@ go-nvml's simulated machines instead. It never falls back by itself.`,
 	f.DurationVar(&o.publishBeat, "publish-heartbeat", nvml.DefaultPublishHeartbeat, "rewrite an unchanged inventory this often")
 	f.Int64Var(&o.freeStepMiB, "publish-free-step-mib", nvml.DefaultFreeStepMiB, "free-memory change (MiB) that counts as an inventory change")
 	f.DurationVar(&o.topologyPeriod, "topology-interval", nvml.DefaultTopologyInterval, "how often NVLink islands are recomputed")
+	f.DurationVar(&o.slowPeriod, "slow-interval", nvml.DefaultSlowInterval, "how often the slow NVML queries (energy counter, power limit, PCIe replays) are made; samples in between carry their values")
 	return cmd
 }
 
@@ -148,6 +150,7 @@ func runGPUAgent(ctx context.Context, cmd *cobra.Command, o *gpuAgentOptions) er
 		IgnoredXIDs:      ignored,
 		RecoveryQuiet:    o.recoveryQuiet,
 		TopologyInterval: o.topologyPeriod,
+		SlowInterval:     o.slowPeriod,
 		PodLister:        pods,
 		Logger:           log,
 	})
