@@ -73,6 +73,8 @@ func run() error {
 		}
 		p.levels = append(p.levels, c)
 	}
+	slices.Sort(p.levels)
+	p.levels = slices.Compact(p.levels)
 	if !slices.Contains(p.levels, 16) {
 		return fmt.Errorf("-levels must include 16: batching_gain is measured there")
 	}
@@ -153,7 +155,9 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 				if c == 16 {
 					at16[mode.name] = r
 				}
-				if c == 1 && mode.name == "off" {
+				// Unbatched, every request computes alone: the lowest
+				// level measured has the least contention from the others.
+				if mode.name == "off" && rtf == 0 {
 					rtf = r.meanCompute.Seconds() / p.inSeconds
 				}
 			}
