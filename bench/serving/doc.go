@@ -8,11 +8,15 @@
 // -instances change it) and off (MaxBatch 1, one executor: Triton's
 // default without a dynamic batcher), in the same run, plus, for honesty,
 // batching off with one executor per core (gain_vs_instances: what
-// batching adds over plain parallel executors). It also reports the
-// real-time factor at batch 1 (compute time over input duration) and the
-// time from flipping `current` to serving the new release.
+// batching adds over plain parallel executors). The summary's ratios are
+// medians over -rounds paired rounds at c=16, with the three servers up at
+// once and each round running every mode back to back in a rotating order,
+// so that the machine's speed drifting between two modes' windows stays
+// out of them. It also reports the real-time factor at batch 1 (compute
+// time over input duration) and the time from flipping `current` to
+// serving the new release.
 //
-//	go run ./bench/serving [-duration 4s] [-levels 1,2,4,8,16,32,64]
+//	go run ./bench/serving [-duration 5s] [-levels 1,2,4,8,16,32,64] [-rounds 3]
 //
 // The clients send a mix of 16 speech-like clips (lengths from half to
 // one and a half times -input-seconds, each with its own pitch and
@@ -25,5 +29,6 @@
 // reports out_s, the mean seconds of speech per answer. Output:
 //
 //	bench serving vocoder=... mode=batch c=16 rps=... p50_ms=... p99_ms=... mean_batch=... out_s=...
-//	bench serving vocoder=... batching_gain=<rps ratio at c=16> p99_ratio=... gain_vs_instances=... rtf_batch1=... swap_to_serving_s=...
+//	bench serving vocoder=... round=0 c=16 off_rps=... batch_rps=... instances_rps=... batching_gain=...
+//	bench serving vocoder=... batching_gain=<median rps ratio at c=16> p99_ratio=... gain_vs_instances=... rtf_batch1=... swap_to_serving_s=...
 package main

@@ -48,6 +48,7 @@ type params struct {
 	profile   string
 	levels    []int
 	batch     batcher.Config
+	rounds    int
 	inSeconds float64
 	maxOut    float64
 }
@@ -61,6 +62,7 @@ func run() error {
 	flag.IntVar(&p.batch.MaxBatch, "max-batch", p.batch.MaxBatch, "MaxBatch with batching on (default: the server's)")
 	flag.DurationVar(&p.batch.MaxDelay, "max-delay", p.batch.MaxDelay, "MaxDelay with batching on (default: the server's)")
 	flag.IntVar(&p.batch.Instances, "instances", p.batch.Instances, "executors with batching on (default: the server's)")
+	flag.IntVar(&p.rounds, "rounds", 3, "paired rounds at c=16 for the summary: each runs every mode once, in a rotating order")
 	flag.Float64Var(&p.inSeconds, "input-seconds", 1.5, "input audio per request")
 	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")
 	flag.StringVar(&p.profile, "cpuprofile", "", "write a CPU profile of the whole process (server and load generator) at c=16 to PREFIX-<vocoder>-<mode>.pprof")
@@ -75,6 +77,9 @@ func run() error {
 	}
 	slices.Sort(p.levels)
 	p.levels = slices.Compact(p.levels)
+	if p.rounds < 1 {
+		return fmt.Errorf("-rounds %d: want at least 1", p.rounds)
+	}
 	if !slices.Contains(p.levels, 16) {
 		return fmt.Errorf("-levels must include 16: batching_gain is measured there")
 	}
@@ -136,7 +141,6 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 		{"batch", p.batch, p.levels},
 		{"instances", batcher.Config{MaxBatch: 1, MaxQueue: 1024, Instances: runtime.GOMAXPROCS(0)}, []int{16}},
 	}
-	at16 := map[string]result{}
 	var rtf float64
 	for _, mode := range modes {
 		err := withServer(ctx, st, lim, mode.cfg, voc, 0, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
@@ -152,9 +156,6 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 				}
 				fmt.Printf("bench serving vocoder=%s mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f mean_batch=%.2f out_s=%.2f requests=%d\n",
 					voc, mode.name, c, r.rps, ms(r.p50), ms(r.p99), r.meanBatch, r.meanOut, r.n)
-				if c == 16 {
-					at16[mode.name] = r
-				}
 				// Unbatched, every request computes alone: the lowest
 				// level measured has the least contention from the others.
 				if mode.name == "off" && rtf == 0 {
@@ -206,10 +207,60 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 	if err != nil {
 		return err
 	}
-	on, off, inst := at16["batch"], at16["off"], at16["instances"]
-	fmt.Printf("bench serving vocoder=%s batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d\n",
-		voc, on.rps/off.rps, ms(on.p99)/ms(off.p99), on.rps/inst.rps, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0))
+	gain, p99r, vsInst, err := pairedRounds(ctx, st, lim, p, modes[0].cfg, modes[1].cfg, modes[2].cfg, reqs, voc)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench serving vocoder=%s batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d rounds=%d\n",
+		voc, gain, p99r, vsInst, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0), p.rounds)
 	return nil
+}
+
+// pairedRounds measures c=16 with the three servers up at once, each
+// round running off, batch and instances back to back in a rotating
+// order, and returns the medians of the per-round ratios. Pairing keeps a
+// change in the machine's speed between two modes' windows (which moved
+// batching_gain by up to 0.15 between runs of the level sweep) out of the
+// ratios.
+func pairedRounds(ctx context.Context, st *objstore.Client, lim serving.Limits, p params, off, batch, inst batcher.Config, reqs []*babelfishv1.TranslateRequest, voc string) (gain, p99Ratio, vsInstances float64, err error) {
+	names := []string{"off", "batch", "instances"}
+	var gains, p99s, vsInsts []float64
+	err = withServer(ctx, st, lim, off, voc, 0, func(_ *serving.Server, cOff babelfishv1.TranslatorClient) error {
+		return withServer(ctx, st, lim, batch, voc, 0, func(_ *serving.Server, cBatch babelfishv1.TranslatorClient) error {
+			return withServer(ctx, st, lim, inst, voc, 0, func(_ *serving.Server, cInst babelfishv1.TranslatorClient) error {
+				clients := []babelfishv1.TranslatorClient{cOff, cBatch, cInst}
+				for round := range p.rounds {
+					res := make([]result, len(clients))
+					for k := range clients {
+						m := (round + k) % len(clients)
+						r, err := load(ctx, clients[m], reqs, 16, p.duration)
+						if err != nil {
+							return fmt.Errorf("round %d, %s: %w", round, names[m], err)
+						}
+						res[m] = r
+					}
+					g, pr, vi := res[1].rps/res[0].rps, ms(res[1].p99)/ms(res[0].p99), res[1].rps/res[2].rps
+					fmt.Printf("bench serving vocoder=%s round=%d c=16 off_rps=%.2f batch_rps=%.2f instances_rps=%.2f off_p99_ms=%.0f batch_p99_ms=%.0f batching_gain=%.2f gain_vs_instances=%.2f\n",
+						voc, round, res[0].rps, res[1].rps, res[2].rps, ms(res[0].p99), ms(res[1].p99), g, vi)
+					gains, p99s, vsInsts = append(gains, g), append(p99s, pr), append(vsInsts, vi)
+				}
+				return nil
+			})
+		})
+	})
+	return median(gains), median(p99s), median(vsInsts), err
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // startProfile starts a CPU profile of level c=16 when prefix is set; the
