@@ -76,9 +76,9 @@ func (l Limits) Validate() error {
 // 2 ms window to fill them, 256 queued requests, two executors. The model
 // spreads one batch over the CPU cores itself; the second executor fills
 // its batch while the first computes, so the cores do not idle between
-// batches (bench/serving: at 16 clients on 2 cores, 8 x 2 answers about a
-// fifth more requests than 16 x 1, at a lower p99; a 2 ms window halves the
-// wait of a lone request against 5 ms).
+// batches (bench/serving: at 16 clients on 2 cores, 8 x 2 answered about a
+// quarter more requests than 16 x 1, at a lower p99; a 2 ms window halves
+// the wait of a lone request against 5 ms).
 func DefaultBatching() batcher.Config {
 	return batcher.Config{MaxBatch: 8, MaxDelay: 2 * time.Millisecond, MaxQueue: 256, Instances: 2}
 }

@@ -108,8 +108,8 @@ func New(store *objstore.Client, modelName string, opts ...Option) (*Server, err
 
 // newBufferPool is gRPC's receive buffer pool with a tier at every power of
 // two from 256 B to 32 MiB. gRPC's default jumps from 32 KiB to 1 MiB, so
-// each request of a few seconds of audio (tens of KiB) took, and after a GC
-// zeroed, a whole MiB: about a tenth of the CPU of a loops translation.
+// each request of a few seconds of audio (tens of KiB) took a whole MiB,
+// zeroed again whenever a GC had emptied the pool.
 func newBufferPool() mem.BufferPool {
 	exps := make([]uint8, 0, 18)
 	for e := uint8(8); e <= 25; e++ {
