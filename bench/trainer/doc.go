@@ -4,7 +4,7 @@
 // rendezvous, against raw TCP loopback throughput measured by the same
 // processes in the same run. It prints
 //
-//	bench trainer allreduce_ratio=… busbw_MBps=… tcp_MBps=… cpu_ratio=…
+//	bench trainer allreduce_ratio=… busbw_MBps=… tcp_MBps=… cpu_ratio=… raw_allreduce_ratio=… raw_busbw_MBps=…
 //
 // busbw_MBps is the all-reduce bus bandwidth as NCCL-tests define it,
 // 2(n-1)/n × buffer bytes / time: the bytes each rank must send (and
@@ -14,8 +14,12 @@
 // from its left, out of and into buffers as large as the all-reduced one;
 // no framing, no reduction, no copies but the kernel's. allreduce_ratio is
 // busbw over that baseline (the baseline's time over the all-reduce's), the
-// median over rounds; each round runs both phases back to back, alternating
-// which goes first, and a phase's time is that of its slowest rank.
+// median over rounds; each round runs the phases back to back in a rotating
+// order, and a phase's time is that of its slowest rank. A third phase runs
+// the same ring algorithm (reduce-scatter summing into the buffer, then
+// all-gather) over the baseline's raw TCP connections without gRPC:
+// raw_allreduce_ratio separates what the algorithm costs from what the
+// gRPC transport adds.
 // cpu_ratio is the CPU time (user+system, all ranks) the baseline cost over
 // what the all-reduce cost, median over rounds: on a machine whose cores
 // are shared with other work it says what the wall-clock ratio would be if

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"babelfish.dev/babelfish/trainer/collective"
 )
@@ -42,8 +42,10 @@ type roundResult struct {
 	Round  int     `json:"round"`
 	TCPs   float64 `json:"tcp_s"`
 	ARs    float64 `json:"allreduce_s"`
+	RawARs float64 `json:"raw_allreduce_s"`
 	TCPCPU float64 `json:"tcp_cpu_s"`
 	ARCPU  float64 `json:"allreduce_cpu_s"`
+	RawCPU float64 `json:"raw_allreduce_cpu_s"`
 }
 
 func main() {
@@ -217,26 +219,29 @@ func allReduceBench(ctx context.Context, p params) error {
 
 	n := float64(p.Ranks)
 	perRank := 2 * (n - 1) / n * float64(p.Size) // bytes each rank sends
-	var ratios, busbws, tcps, cpuRatios []float64
+	var ratios, busbws, tcps, cpuRatios, rawRatios, rawBusbws []float64
 	fmt.Printf("ranks=%d size=%d bytes chunk=%d bytes; per rank and round %0.f bytes sent and received\n", p.Ranks, p.Size, p.Chunk, perRank)
 	for round := 1; round <= p.Rounds; round++ { // round 0 warms up
-		var tTCP, tAR, cTCP, cAR float64
+		var tTCP, tAR, tRaw, cTCP, cAR, cRaw float64
 		for r := range p.Ranks {
 			rr := results[r][round]
-			tTCP, tAR = max(tTCP, rr.TCPs), max(tAR, rr.ARs)
+			tTCP, tAR, tRaw = max(tTCP, rr.TCPs), max(tAR, rr.ARs), max(tRaw, rr.RawARs)
 			cTCP += rr.TCPCPU
 			cAR += rr.ARCPU
+			cRaw += rr.RawCPU
 		}
-		busbw, tcpMBps := perRank/tAR/1e6, perRank/tTCP/1e6
+		busbw, tcpMBps, rawBusbw := perRank/tAR/1e6, perRank/tTCP/1e6, perRank/tRaw/1e6
 		ratios = append(ratios, busbw/tcpMBps)
 		busbws = append(busbws, busbw)
 		tcps = append(tcps, tcpMBps)
 		cpuRatios = append(cpuRatios, cTCP/cAR)
-		fmt.Printf("round %d: allreduce %.3fs busbw %.0f MB/s (CPU %.2fs) | tcp %.3fs %.0f MB/s (CPU %.2fs) | ratio %.3f\n",
-			round, tAR, busbw, cAR, tTCP, tcpMBps, cTCP, busbw/tcpMBps)
+		rawRatios = append(rawRatios, rawBusbw/tcpMBps)
+		rawBusbws = append(rawBusbws, rawBusbw)
+		fmt.Printf("round %d: allreduce %.3fs busbw %.0f MB/s (CPU %.2fs) | raw TCP allreduce %.3fs busbw %.0f MB/s (CPU %.2fs) | tcp %.3fs %.0f MB/s (CPU %.2fs) | ratio %.3f\n",
+			round, tAR, busbw, cAR, tRaw, rawBusbw, cRaw, tTCP, tcpMBps, cTCP, busbw/tcpMBps)
 	}
-	fmt.Printf("bench trainer allreduce_ratio=%.3f busbw_MBps=%.0f tcp_MBps=%.0f cpu_ratio=%.3f ranks=%d size_bytes=%d rounds=%d\n",
-		median(ratios), median(busbws), median(tcps), median(cpuRatios), p.Ranks, p.Size, p.Rounds)
+	fmt.Printf("bench trainer allreduce_ratio=%.3f busbw_MBps=%.0f tcp_MBps=%.0f cpu_ratio=%.3f raw_allreduce_ratio=%.3f raw_busbw_MBps=%.0f ranks=%d size_bytes=%d rounds=%d\n",
+		median(ratios), median(busbws), median(tcps), median(cpuRatios), median(rawRatios), median(rawBusbws), p.Ranks, p.Size, p.Rounds)
 	return nil
 }
 
@@ -372,6 +377,66 @@ func child() error {
 		}
 		return wall, cpu, nil
 	}
+	// rawPhase is the same ring all-reduce (reduce-scatter, then
+	// all-gather, world-size segments) over the baseline's raw TCP
+	// connections, with no gRPC: what the algorithm itself costs beside the
+	// plain stream. Each step sends one segment while it receives the next;
+	// reduce-scatter sums what arrives into the buffer, all-gather reads it
+	// straight into place.
+	seg := len(buf) / n
+	segOf := func(k int) []float32 {
+		k = ((k % n) + n) % n
+		hi := (k + 1) * seg
+		if k == n-1 {
+			hi = len(buf)
+		}
+		return buf[k*seg : hi]
+	}
+	rawRecv := make([]float32, len(buf)-(n-1)*seg)
+	step := func(send, recv []float32, add bool) error {
+		errc := make(chan error, 1)
+		go func() { _, err := right.Write(f32bytes(send)); errc <- err }()
+		dst := recv
+		if add {
+			dst = rawRecv[:len(recv)]
+		}
+		if _, err := io.ReadFull(left, f32bytes(dst)); err != nil {
+			return err
+		}
+		if add {
+			for i, v := range dst {
+				recv[i] += v
+			}
+		}
+		return <-errc
+	}
+	rawPhase := func() (wall, cpu float64, err error) {
+		for i := range buf {
+			buf[i] = float32((rank + 1) * (i%7 + 1))
+		}
+		if err := g.Barrier(ctx); err != nil {
+			return 0, 0, err
+		}
+		c0, start := cpuSeconds(), time.Now()
+		for s := range n - 1 {
+			if err := step(segOf(rank-s), segOf(rank-s-1), true); err != nil {
+				return 0, 0, err
+			}
+		}
+		for s := range n - 1 {
+			if err := step(segOf(rank+1-s), segOf(rank-s), false); err != nil {
+				return 0, 0, err
+			}
+		}
+		wall, cpu = time.Since(start).Seconds(), cpuSeconds()-c0
+		k := float32(n * (n + 1) / 2)
+		for i, v := range buf {
+			if v != k*float32(i%7+1) {
+				return 0, 0, fmt.Errorf("rank %d: element %d is %g after the raw TCP all-reduce, want %g", rank, i, v, k*float32(i%7+1))
+			}
+		}
+		return wall, cpu, nil
+	}
 	for round := 0; round <= p.Rounds; round++ {
 		if round == 1 && p.Profile != "" {
 			f, err := os.Create(p.Profile + strconv.Itoa(rank))
@@ -384,16 +449,16 @@ func child() error {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 		rr := roundResult{Round: round}
-		var err1, err2 error
-		if round%2 == 0 {
-			rr.TCPs, rr.TCPCPU, err1 = tcpPhase()
-			rr.ARs, rr.ARCPU, err2 = arPhase()
-		} else {
-			rr.ARs, rr.ARCPU, err2 = arPhase()
-			rr.TCPs, rr.TCPCPU, err1 = tcpPhase()
+		phases := []func() error{
+			func() (err error) { rr.TCPs, rr.TCPCPU, err = tcpPhase(); return err },
+			func() (err error) { rr.ARs, rr.ARCPU, err = arPhase(); return err },
+			func() (err error) { rr.RawARs, rr.RawCPU, err = rawPhase(); return err },
 		}
-		if err := errors.Join(err1, err2); err != nil {
-			return err
+		// A rotating order, so no phase always follows the same one.
+		for k := range phases {
+			if err := phases[(round+k)%len(phases)](); err != nil {
+				return err
+			}
 		}
 		out, _ := json.Marshal(rr)
 		fmt.Println("round", string(out))
@@ -401,6 +466,15 @@ func child() error {
 	// Leave together, so no rank sees its neighbour's exit as a failure
 	// while it still works.
 	return g.Barrier(ctx)
+}
+
+// f32bytes views a float32 slice as its little-endian bytes (every host
+// this bench runs on is little-endian, as the collective's wire assumes).
+func f32bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }
 
 func cpuSeconds() float64 {
