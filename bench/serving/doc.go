@@ -16,7 +16,7 @@
 // time over input duration) and the time from flipping `current` to
 // serving the new release.
 //
-//	go run ./bench/serving [-duration 5s] [-levels 1,2,4,8,16,32,64] [-rounds 3]
+//	go run ./bench/serving [-duration 5s] [-levels 1,2,4,8,16,32,64] [-rounds 5]
 //
 // The clients send a mix of 16 speech-like clips (lengths from half to
 // one and a half times -input-seconds, each with its own pitch and
