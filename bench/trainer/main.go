@@ -355,7 +355,10 @@ func child() error {
 		return time.Since(start).Seconds(), cpuSeconds() - c0, err
 	}
 	buf := make([]float32, p.Size/4)
-	arPhase := func() (wall, cpu float64, err error) {
+	// timed fills buf with this rank's values, lines the ranks up, runs one
+	// all-reduce of it, and checks every element: small integers sum
+	// exactly.
+	timed := func(what string, run func() error) (wall, cpu float64, err error) {
 		for i := range buf {
 			buf[i] = float32((rank + 1) * (i%7 + 1))
 		}
@@ -363,19 +366,21 @@ func child() error {
 			return 0, 0, err
 		}
 		c0, start := cpuSeconds(), time.Now()
-		err = g.AllReduce(ctx, buf)
+		err = run()
 		wall, cpu = time.Since(start).Seconds(), cpuSeconds()-c0
 		if err != nil {
 			return 0, 0, err
 		}
-		// Small integers sum exactly: check every element.
 		k := float32(n * (n + 1) / 2)
 		for i, v := range buf {
 			if v != k*float32(i%7+1) {
-				return 0, 0, fmt.Errorf("rank %d: element %d is %g after all-reduce, want %g", rank, i, v, k*float32(i%7+1))
+				return 0, 0, fmt.Errorf("rank %d: element %d is %g after the %s, want %g", rank, i, v, what, k*float32(i%7+1))
 			}
 		}
 		return wall, cpu, nil
+	}
+	arPhase := func() (float64, float64, error) {
+		return timed("all-reduce", func() error { return g.AllReduce(ctx, buf) })
 	}
 	// rawPhase is the same ring all-reduce (reduce-scatter, then
 	// all-gather, world-size segments) over the baseline's raw TCP
@@ -410,32 +415,20 @@ func child() error {
 		}
 		return <-errc
 	}
-	rawPhase := func() (wall, cpu float64, err error) {
-		for i := range buf {
-			buf[i] = float32((rank + 1) * (i%7 + 1))
-		}
-		if err := g.Barrier(ctx); err != nil {
-			return 0, 0, err
-		}
-		c0, start := cpuSeconds(), time.Now()
-		for s := range n - 1 {
-			if err := step(segOf(rank-s), segOf(rank-s-1), true); err != nil {
-				return 0, 0, err
+	rawPhase := func() (float64, float64, error) {
+		return timed("raw TCP all-reduce", func() error {
+			for s := range n - 1 {
+				if err := step(segOf(rank-s), segOf(rank-s-1), true); err != nil {
+					return err
+				}
 			}
-		}
-		for s := range n - 1 {
-			if err := step(segOf(rank+1-s), segOf(rank-s), false); err != nil {
-				return 0, 0, err
+			for s := range n - 1 {
+				if err := step(segOf(rank+1-s), segOf(rank-s), false); err != nil {
+					return err
+				}
 			}
-		}
-		wall, cpu = time.Since(start).Seconds(), cpuSeconds()-c0
-		k := float32(n * (n + 1) / 2)
-		for i, v := range buf {
-			if v != k*float32(i%7+1) {
-				return 0, 0, fmt.Errorf("rank %d: element %d is %g after the raw TCP all-reduce, want %g", rank, i, v, k*float32(i%7+1))
-			}
-		}
-		return wall, cpu, nil
+			return nil
+		})
 	}
 	for round := 0; round <= p.Rounds; round++ {
 		if round == 1 && p.Profile != "" {
