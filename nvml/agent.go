@@ -349,8 +349,9 @@ func (a *Agent) Sample(ctx context.Context) {
 	slow := a.samples == nil || a.cfg.Now().Sub(a.slowAt) >= a.cfg.SlowInterval
 	samples := make([]sample, len(a.gpus))
 	for i, g := range a.gpus {
+		// A GPU that was lost last time has nothing to carry: read it all.
 		var prev *sample
-		if !slow {
+		if !slow && !a.samples[i].lost {
 			prev = &a.samples[i]
 		}
 		samples[i] = readDevice(g.dev, a.countErr, prev)
