@@ -509,3 +509,29 @@ func TestDecodeFramesPCM16FastPathExact(t *testing.T) {
 		t.Fatalf("3 bytes gave %d samples, want 1", len(got))
 	}
 }
+
+// TestToPCM16MatchesRound checks the fast rounding against math.Round (half
+// away from zero) and the clip, on every half step of the PCM16 grid in and
+// a little past [-1, 1], a spread of float32 bit patterns and the specials.
+func TestToPCM16MatchesRound(t *testing.T) {
+	ref := func(v float32) int16 {
+		if v != v {
+			return 0
+		}
+		return int16(max(math.MinInt16, min(math.MaxInt16, math.Round(float64(v)*(1<<15)))))
+	}
+	var vals []float32
+	for k := -70000; k <= 70000; k++ {
+		h := float32(k) / (1 << 16) // k/2 on the PCM16 scale: every tie
+		vals = append(vals, h, math.Nextafter32(h, 2), math.Nextafter32(h, -2))
+	}
+	for bits := uint64(0); bits < 1<<32; bits += 7919 {
+		vals = append(vals, math.Float32frombits(uint32(bits)))
+	}
+	vals = append(vals, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), math.MaxFloat32, -math.MaxFloat32, 0, float32(math.Copysign(0, -1)))
+	for _, v := range vals {
+		if got, want := ToPCM16(v), ref(v); got != want {
+			t.Fatalf("ToPCM16(%v) = %d, want %d", v, got, want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ type Model struct {
 	params   *Params
 	codebook *units.Codebook
 	front    *features.Frontend
+	cepstra  *features.Cepstrum // c1..cN when Config.InputCepstra > 0
 
 	loopsMu sync.Mutex
 	loops   *units.Loops // built on first use by a loops vocoder
@@ -54,7 +55,11 @@ func newModel(cfg Config, cb *units.Codebook) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{cfg: cfg, params: newParams(cfg), codebook: cb, front: front}, nil
+	m := &Model{cfg: cfg, params: newParams(cfg), codebook: cb, front: front}
+	if n := cfg.InputCepstra; n > 0 {
+		m.cepstra = features.NewCepstrum(cfg.NMels(), 1, n+1)
+	}
+	return m, nil
 }
 
 // Config is the model's configuration (defaults filled in).
@@ -124,13 +129,8 @@ func (m *Model) EncoderInput(logMel audio.Spectrogram) ([]float32, error) {
 	if logMel.Frames == 0 {
 		return nil, errors.New("model: source speech has no frames")
 	}
-	if n := m.cfg.InputCepstra; n > 0 {
-		c := features.MelCepstrum(logMel, n+1)
-		x := audio.Spectrogram{Frames: c.Frames, Bins: n, Data: make([]float32, c.Frames*n)}
-		for t := range c.Frames {
-			copy(x.Row(t), c.Row(t)[1:])
-		}
-		logMel = x
+	if m.cepstra != nil {
+		logMel = m.cepstra.Apply(logMel)
 	}
 	return features.Pool(features.Normalize(logMel), m.cfg.Segments), nil
 }

@@ -158,3 +158,29 @@ func checkStatus(t *testing.T, err error, code codes.Code, field, msg string) {
 	}
 	t.Fatalf("%q: no BadRequest detail naming field %q (details %v)", st.Message(), field, st.Details())
 }
+
+// TestCheckClipNonFinite covers what DecodeWAV never yields but a future
+// audio path might: one NaN or infinite sample anywhere rejects the clip.
+func TestCheckClipNonFinite(t *testing.T) {
+	s := &Server{}
+	for _, tc := range []struct {
+		name string
+		v    float32
+		ok   bool
+	}{
+		{"finite", 0.5, true},
+		{"largest", math.MaxFloat32, true},
+		{"NaN", float32(math.NaN()), false},
+		{"+Inf", float32(math.Inf(1)), false},
+		{"-Inf", float32(math.Inf(-1)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			samples := make([]float32, 1000)
+			samples[617] = tc.v
+			err := s.checkClip(audio.Clip{Rate: 16000, Samples: samples})
+			if (err == nil) != tc.ok {
+				t.Fatalf("checkClip = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -46,6 +46,7 @@ func main() {
 type params struct {
 	duration  time.Duration
 	profile   string
+	memprof   string
 	levels    []int
 	batch     batcher.Config
 	rounds    int
@@ -66,6 +67,7 @@ func run() error {
 	flag.Float64Var(&p.inSeconds, "input-seconds", 1.5, "input audio per request")
 	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")
 	flag.StringVar(&p.profile, "cpuprofile", "", "write a CPU profile of the whole process (server and load generator) at c=16 to PREFIX-<vocoder>-<mode>.pprof")
+	flag.StringVar(&p.memprof, "memprofile", "", "after c=16, write the process's cumulative allocation profile to PREFIX-<vocoder>-<mode>.allocs.pprof (compare modes with pprof -diff_base)")
 	vocoders := flag.String("vocoders", model.VocoderGriffinLim+","+model.VocoderLoops, "vocoders to serve with, one full run each (serve --vocoder)")
 	flag.Parse()
 	for _, f := range strings.Split(*levels, ",") {
@@ -145,7 +147,7 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 	for _, mode := range modes {
 		err := withServer(ctx, st, lim, mode.cfg, voc, 0, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
 			for _, c := range mode.levels {
-				stop, err := startProfile(p.profile, c, voc, mode.name)
+				stop, err := startProfile(p.profile, p.memprof, c, voc, mode.name)
 				if err != nil {
 					return err
 				}
@@ -264,20 +266,39 @@ func median(xs []float64) float64 {
 }
 
 // startProfile starts a CPU profile of level c=16 when prefix is set; the
-// function it returns stops it.
-func startProfile(prefix string, c int, voc, mode string) (func(), error) {
-	if prefix == "" || c != 16 {
+// function it returns stops it and, when memPrefix is set, writes the
+// allocation profile.
+func startProfile(prefix, memPrefix string, c int, voc, mode string) (func(), error) {
+	if c != 16 {
 		return func() {}, nil
 	}
-	f, err := os.Create(fmt.Sprintf("%s-%s-%s.pprof", prefix, voc, mode))
-	if err != nil {
-		return nil, err
+	stopCPU := func() {}
+	if prefix != "" {
+		f, err := os.Create(fmt.Sprintf("%s-%s-%s.pprof", prefix, voc, mode))
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		stopCPU()
+		if memPrefix == "" {
+			return
+		}
+		f, err := os.Create(fmt.Sprintf("%s-%s-%s.allocs.pprof", memPrefix, voc, mode))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "memprofile:", err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "memprofile:", err)
+		}
+	}, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -202,30 +202,49 @@ func Pool(s audio.Spectrogram, n int) []float32 {
 // x ~ c0 + 2 sum_k c_k cos(...), the real-cepstrum convention that the
 // usual mel-cepstral distortion constant assumes.
 func MelCepstrum(s audio.Spectrogram, order int) audio.Spectrogram {
-	order = min(order, s.Bins)
+	return NewCepstrum(s.Bins, 0, min(order, s.Bins)).Apply(s)
+}
+
+// Cepstrum computes mel cepstra c_from..c_(to-1) (MelCepstrum's
+// convention) of bins-band log-mel frames. Its cosine basis is built once,
+// so a caller that converts many utterances keeps one.
+type Cepstrum struct {
+	bins, from, to int
+	basis          []float64 // (to-from) x bins
+}
+
+// NewCepstrum returns the transform to cepstra from..to-1 (0 <= from <=
+// to <= bins) of bins-band frames.
+func NewCepstrum(bins, from, to int) *Cepstrum {
+	to = max(min(to, bins), 0)
+	from = min(max(from, 0), to)
+	c := &Cepstrum{bins: bins, from: from, to: to, basis: make([]float64, (to-from)*bins)}
+	for k := from; k < to; k++ {
+		row := c.basis[(k-from)*bins : (k-from+1)*bins]
+		for i := range row {
+			row[i] = 0.5 / float64(bins) * math.Cos(math.Pi/float64(bins)*(float64(i)+0.5)*float64(k))
+		}
+	}
+	return c
+}
+
+// Apply returns the cepstra of every frame of s, which must have the bands
+// the transform was built for (a programming error otherwise).
+func (c *Cepstrum) Apply(s audio.Spectrogram) audio.Spectrogram {
+	if s.Bins != c.bins {
+		panic(fmt.Sprintf("features: cepstrum of %d bands applied to %d", c.bins, s.Bins))
+	}
+	order := c.to - c.from
 	out := audio.Spectrogram{Frames: s.Frames, Bins: order, Data: make([]float32, s.Frames*order)}
-	basis := cosineBasis(s.Bins, order)
 	for t := range s.Frames {
 		row := s.Row(t)
 		for k := range order {
 			var acc float64
-			bk := basis[k*s.Bins : (k+1)*s.Bins]
+			bk := c.basis[k*s.Bins : (k+1)*s.Bins]
 			for b, v := range row {
 				acc += bk[b] * float64(v)
 			}
 			out.Data[t*order+k] = float32(acc)
-		}
-	}
-	return out
-}
-
-// cosineBasis is order x n: cos(pi k (i+1/2) / n) / (2n), the 1/2 turning
-// log power into log amplitude.
-func cosineBasis(n, order int) []float64 {
-	out := make([]float64, order*n)
-	for k := range order {
-		for i := range n {
-			out[k*n+i] = 0.5 / float64(n) * math.Cos(math.Pi/float64(n)*(float64(i)+0.5)*float64(k))
 		}
 	}
 	return out

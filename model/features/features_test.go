@@ -128,6 +128,30 @@ func TestMelCepstrum(t *testing.T) {
 	}
 }
 
+// TestCepstrumRange checks that a prebuilt transform for c_from..c_(to-1)
+// gives MelCepstrum's columns bit for bit, and that the range is clipped
+// to the bands.
+func TestCepstrumRange(t *testing.T) {
+	s := spec(7, 40, func(t, b int) float32 { return float32(math.Sin(float64(3*t+b)) * 5) })
+	full := MelCepstrum(s, 21)
+	for _, tc := range []struct{ from, to, wantBins int }{{0, 21, 21}, {1, 21, 20}, {5, 9, 4}, {3, 3, 0}, {30, 99, 10}} {
+		c := NewCepstrum(40, tc.from, tc.to).Apply(s)
+		if c.Bins != tc.wantBins || c.Frames != s.Frames {
+			t.Fatalf("[%d,%d): %d x %d, want %d x %d", tc.from, tc.to, c.Frames, c.Bins, s.Frames, tc.wantBins)
+		}
+		if tc.to > 21 {
+			continue
+		}
+		for f := range s.Frames {
+			for k, v := range c.Row(f) {
+				if want := full.Row(f)[tc.from+k]; v != want {
+					t.Fatalf("[%d,%d): frame %d c%d = %v, want %v", tc.from, tc.to, f, tc.from+k, v, want)
+				}
+			}
+		}
+	}
+}
+
 func TestFrontend(t *testing.T) {
 	f, err := NewFrontend(Config{})
 	if err != nil {
