@@ -1,8 +1,10 @@
 package features
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 
 	"babelfish.dev/babelfish/audio"
 )
@@ -84,28 +86,99 @@ func (f *Frontend) LogMel(c audio.Clip) (audio.Spectrogram, error) {
 func FrameEnergy(s audio.Spectrogram) []float64 {
 	out := make([]float64, s.Frames)
 	for t := range s.Frames {
-		row := s.Row(t)
-		m := math.Inf(-1)
-		for _, v := range row {
-			m = max(m, float64(v))
-		}
-		var sum float64
-		for _, v := range row {
-			sum += math.Exp(float64(v) - m)
-		}
-		out[t] = m + math.Log(sum)
+		out[t] = rowEnergy(s.Row(t), rowMax(s.Row(t)))
 	}
 	return out
+}
+
+func rowMax(row []float32) float64 {
+	m := math.Inf(-1)
+	for _, v := range row {
+		m = max(m, float64(v))
+	}
+	return m
+}
+
+// rowEnergy is the log-sum-exp of row, whose largest value is m.
+func rowEnergy(row []float32, m float64) float64 {
+	var sum float64
+	for _, v := range row {
+		sum += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(sum)
 }
 
 // Trim drops leading and trailing frames whose power is more than db
 // decibels below the loudest frame, keeping pad frames of margin. The result
 // shares s's data. A spectrogram with no frame above the threshold is
 // returned whole.
+//
+// It decides exactly as if it had every frame's FrameEnergy, but computes
+// few of them: a frame's energy (a log-sum-exp) lies between its largest
+// band m and m + log(bands), so only frames whose bounds straddle the
+// loudest frame's or the threshold need their exponentials.
 func Trim(s audio.Spectrogram, db float64, pad int) audio.Spectrogram {
 	if s.Frames == 0 {
 		return s
 	}
+	mx := make([]float64, s.Frames)
+	for t := range s.Frames {
+		mx[t] = rowMax(s.Row(t))
+		if math.IsInf(mx[t], 0) || math.IsNaN(mx[t]) {
+			return trimExact(s, db, pad)
+		}
+	}
+	// The log-sum-exp of n terms exceeds the largest by at least 0 and at
+	// most log(n); the margin in upper absorbs rounding, many times over.
+	logN := math.Log(float64(s.Bins))
+	upper := func(m float64) float64 { return m + logN + 1e-9*(1+math.Abs(m)) }
+	energy := func(t int) float64 { return rowEnergy(s.Row(t), mx[t]) }
+	// The loudest frame: visit frames by their largest band, loudest
+	// first, until no frame left can beat the best energy so far.
+	order := make([]int, s.Frames)
+	for t := range order {
+		order[t] = t
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(mx[b], mx[a]) })
+	peak := math.Inf(-1)
+	for _, t := range order {
+		if upper(mx[t]) < peak {
+			break
+		}
+		peak = max(peak, energy(t))
+	}
+	thr := peak - db*math.Ln10/10
+	loud := func(t int) bool {
+		switch m := mx[t]; {
+		case m >= thr:
+			return true
+		case upper(m) < thr:
+			return false
+		}
+		return energy(t) >= thr
+	}
+	first, last := -1, -1
+	for t := range s.Frames {
+		if loud(t) {
+			first = t
+			break
+		}
+	}
+	if first < 0 {
+		return s
+	}
+	for t := s.Frames - 1; t >= first; t-- {
+		if loud(t) {
+			last = t
+			break
+		}
+	}
+	return trimmed(s, first, last, pad)
+}
+
+// trimExact is Trim computing every frame's energy: for spectrograms with
+// non-finite values, where the bounds do not hold.
+func trimExact(s audio.Spectrogram, db float64, pad int) audio.Spectrogram {
 	e := FrameEnergy(s)
 	peak := math.Inf(-1)
 	for _, v := range e {
@@ -124,6 +197,10 @@ func Trim(s audio.Spectrogram, db float64, pad int) audio.Spectrogram {
 	if first < 0 {
 		return s
 	}
+	return trimmed(s, first, last, pad)
+}
+
+func trimmed(s audio.Spectrogram, first, last, pad int) audio.Spectrogram {
 	first = max(0, first-pad)
 	last = min(s.Frames-1, last+pad)
 	return audio.Spectrogram{Frames: last - first + 1, Bins: s.Bins, Data: s.Data[first*s.Bins : (last+1)*s.Bins]}
@@ -234,17 +311,36 @@ func (c *Cepstrum) Apply(s audio.Spectrogram) audio.Spectrogram {
 	if s.Bins != c.bins {
 		panic(fmt.Sprintf("features: cepstrum of %d bands applied to %d", c.bins, s.Bins))
 	}
-	order := c.to - c.from
+	order, n := c.to-c.from, s.Bins
 	out := audio.Spectrogram{Frames: s.Frames, Bins: order, Data: make([]float32, s.Frames*order)}
 	for t := range s.Frames {
-		row := s.Row(t)
-		for k := range order {
+		row, dst := s.Row(t), out.Row(t)
+		k := 0
+		// Four coefficients at a time share each load of the row; each
+		// still sums its own terms in band order, so the result is the
+		// one-at-a-time loop's to the bit.
+		for ; k+4 <= order; k += 4 {
+			b0 := c.basis[k*n : (k+1)*n]
+			b1 := c.basis[(k+1)*n : (k+2)*n]
+			b2 := c.basis[(k+2)*n : (k+3)*n]
+			b3 := c.basis[(k+3)*n : (k+4)*n]
+			var a0, a1, a2, a3 float64
+			for b, v := range row {
+				x := float64(v)
+				a0 += b0[b] * x
+				a1 += b1[b] * x
+				a2 += b2[b] * x
+				a3 += b3[b] * x
+			}
+			dst[k], dst[k+1], dst[k+2], dst[k+3] = float32(a0), float32(a1), float32(a2), float32(a3)
+		}
+		for ; k < order; k++ {
 			var acc float64
-			bk := c.basis[k*s.Bins : (k+1)*s.Bins]
+			bk := c.basis[k*n : (k+1)*n]
 			for b, v := range row {
 				acc += bk[b] * float64(v)
 			}
-			out.Data[t*order+k] = float32(acc)
+			dst[k] = float32(acc)
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package features
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -47,6 +48,37 @@ func TestTrim(t *testing.T) {
 	}
 	if got := Trim(audio.Spectrogram{Bins: 4}, 40, 2); got.Frames != 0 {
 		t.Errorf("empty spectrogram trimmed to %d frames", got.Frames)
+	}
+}
+
+// TestTrimMatchesExact checks that Trim's bounds never change a decision:
+// on random spectrograms (smooth, noisy, with a frame tuned to sit exactly
+// on the threshold, with non-finite values) it keeps exactly the frames
+// that computing every frame's energy keeps.
+func TestTrimMatchesExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range 3000 {
+		frames, bins := 1+rng.IntN(60), 1+rng.IntN(80)
+		scale := []float64{0.01, 1, 10, 1e6}[i%4]
+		s := spec(frames, bins, func(t, b int) float32 {
+			return float32(-20 + 20*math.Sin(float64(t)/7+float64(i)) + scale*rng.NormFloat64())
+		})
+		db := []float64{0, 1e-9, 3, 40, 60, 1e9}[rng.IntN(6)]
+		if i%5 == 0 {
+			// Make one frame's energy the threshold itself, or one ulp off.
+			e := FrameEnergy(s)
+			peak := slices.Max(e)
+			t0 := rng.IntN(frames)
+			db = (peak - e[t0]) * 10 / math.Ln10
+		}
+		if i%97 == 0 {
+			s.Data[rng.IntN(len(s.Data))] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}[i%3]
+		}
+		pad := rng.IntN(3)
+		got, want := Trim(s, db, pad), trimExact(s, db, pad)
+		if got.Frames != want.Frames || len(got.Data) != len(want.Data) || (len(got.Data) > 0 && &got.Data[0] != &want.Data[0]) {
+			t.Fatalf("case %d (%d x %d, db %g, pad %d): kept %d frames, computing every energy keeps %d", i, frames, bins, db, pad, got.Frames, want.Frames)
+		}
 	}
 }
 
@@ -134,6 +166,19 @@ func TestMelCepstrum(t *testing.T) {
 func TestCepstrumRange(t *testing.T) {
 	s := spec(7, 40, func(t, b int) float32 { return float32(math.Sin(float64(3*t+b)) * 5) })
 	full := MelCepstrum(s, 21)
+	// The blocked loop against the plain one, term by term in band order.
+	ref := NewCepstrum(40, 0, 21)
+	for f := range s.Frames {
+		for k := range 21 {
+			var acc float64
+			for b, v := range s.Row(f) {
+				acc += ref.basis[k*40+b] * float64(v)
+			}
+			if got := full.Row(f)[k]; got != float32(acc) {
+				t.Fatalf("frame %d c%d = %v, plain loop %v", f, k, got, float32(acc))
+			}
+		}
+	}
 	for _, tc := range []struct{ from, to, wantBins int }{{0, 21, 21}, {1, 21, 20}, {5, 9, 4}, {3, 3, 0}, {30, 99, 10}} {
 		c := NewCepstrum(40, tc.from, tc.to).Apply(s)
 		if c.Bins != tc.wantBins || c.Frames != s.Frames {
@@ -204,6 +249,27 @@ func TestWarpMel(t *testing.T) {
 			}
 			if &got.Data[0] == &ramp.Data[0] {
 				t.Fatal("WarpMel returned its input's storage")
+			}
+		})
+	}
+}
+
+// BenchmarkTrim is a 1.5 s utterance (150 frames of 80 bands) with
+// silence at both ends, against computing every frame's energy.
+func BenchmarkTrim(b *testing.B) {
+	s := spec(150, 80, func(t, k int) float32 {
+		if t < 30 || t > 120 {
+			return float32(-20 + 0.1*float64(k%7))
+		}
+		return float32(-2 + math.Sin(float64(t*k)))
+	})
+	for _, impl := range []struct {
+		name string
+		trim func(audio.Spectrogram, float64, int) audio.Spectrogram
+	}{{"bounded", Trim}, {"exact", trimExact}} {
+		b.Run(impl.name, func(b *testing.B) {
+			for b.Loop() {
+				impl.trim(s, 40, 2)
 			}
 		})
 	}
