@@ -77,6 +77,11 @@ type Config struct {
 	// Listener, when set, is used instead of ListenAddr (tests and callers
 	// that must know the port before Join). Join takes ownership of it.
 	Listener net.Listener
+	// RingListener, when set in rendezvous mode, is where this rank serves
+	// its ring data path (Ring over large HTTP/2 frames; see Join). Default:
+	// a free port on the host of the main listener. Join takes ownership of
+	// it; with a static peer list it is closed unused.
+	RingListener net.Listener
 	// AdvertiseAddr is what other ranks dial to reach this rank in
 	// rendezvous mode. Default: the listener's address, with an unspecified
 	// host replaced by the local address that routes to the rendezvous.

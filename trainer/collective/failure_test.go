@@ -96,6 +96,7 @@ func TestRankFailure(t *testing.T) {
 		within    time.Duration // every other rank must fail this soon after the fault
 		fault     func(g *Group, l *droppingListener, child *exec.Cmd) error
 		want      string // in at least one error
+		ring      bool   // the fault drops the victim's ring data path connections (RST)
 	}{
 		{name: "process killed", process: true, opTimeout: time.Minute, within: 5 * time.Second,
 			fault: func(_ *Group, _ *droppingListener, child *exec.Cmd) error { return child.Process.Kill() }},
@@ -103,6 +104,8 @@ func TestRankFailure(t *testing.T) {
 			fault: func(g *Group, _ *droppingListener, _ *exec.Cmd) error { return g.Close() }},
 		{name: "connections dropped", opTimeout: time.Minute, within: 5 * time.Second,
 			fault: func(_ *Group, l *droppingListener, _ *exec.Cmd) error { l.drop(); return nil }},
+		{name: "ring connections dropped", opTimeout: time.Minute, within: 5 * time.Second,
+			fault: func(_ *Group, _ *droppingListener, _ *exec.Cmd) error { return nil }, ring: true},
 		// The victim stays connected but stops calling: only the op timeout
 		// can tell.
 		{name: "rank stalls", opTimeout: 500 * time.Millisecond, within: 5 * time.Second,
@@ -112,6 +115,7 @@ func TestRankFailure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rv := listenLoopback(t)
 			victimLis := &droppingListener{Listener: listenLoopback(t)}
+			victimRing := &droppingListener{Listener: listenLoopback(t)}
 			var cfgs []Config
 			for r := range n {
 				if tc.process && r == victim {
@@ -126,13 +130,14 @@ func TestRankFailure(t *testing.T) {
 				case 0:
 					c.Listener, c.ListenAddr = rv, ""
 				case victim:
-					c.Listener, c.ListenAddr = victimLis, ""
+					c.Listener, c.ListenAddr, c.RingListener = victimLis, "", victimRing
 				}
 				cfgs = append(cfgs, c)
 			}
 			var child *exec.Cmd
 			if tc.process {
 				victimLis.Close()
+				victimRing.Close()
 				child = exec.Command(os.Args[0], "-test.run=^$")
 				child.Env = append(os.Environ(), helperEnv+"=loop",
 					fmt.Sprintf("%s=%d", EnvRank, victim), fmt.Sprintf("%s=%d", EnvWorldSize, n),
@@ -198,6 +203,9 @@ func TestRankFailure(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			faultAt := time.Now()
+			if tc.ring {
+				victimRing.drop()
+			}
 			if err := tc.fault(victimGroup, victimLis, child); err != nil {
 				t.Fatal(err)
 			}

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	collectivev1 "babelfish.dev/babelfish/api/collective/v1"
@@ -57,6 +56,12 @@ type Group struct {
 	peers  []string
 	reg    *registry // rank 0 in rendezvous mode
 
+	// The Ring data path with large frames (h2ring.go), in rendezvous
+	// mode; ringPeers[r] is "" for a rank without one.
+	ringSrv   *ringServer
+	ringAddr  string
+	ringPeers []string
+
 	// The stream from the left neighbour delivers into inbound once
 	// attached; its reader closes inbound and inboundDone when it ends.
 	attachMu    sync.Mutex
@@ -65,8 +70,7 @@ type Group struct {
 	inbound     chan *wireChunk
 	inboundDone chan struct{}
 
-	outConn   *grpc.ClientConn
-	out       grpc.ClientStream
+	out       *ringClient
 	outDone   chan struct{} // closed when the stream to the right ends
 	outClose  sync.Once
 	closeOnce sync.Once
@@ -87,9 +91,7 @@ type Group struct {
 // Config.RendezvousTimeout (or when ctx ends). The Group outlives ctx.
 func Join(ctx context.Context, cfg Config) (_ *Group, err error) {
 	if err := cfg.Validate(); err != nil {
-		if cfg.Listener != nil {
-			cfg.Listener.Close()
-		}
+		closeListeners(cfg)
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
@@ -111,9 +113,7 @@ func Join(ctx context.Context, cfg Config) (_ *Group, err error) {
 	g.ctx, g.cancel = context.WithCancelCause(context.Background())
 	if g.size == 1 {
 		// Nothing to talk to; every collective is the identity.
-		if cfg.Listener != nil {
-			cfg.Listener.Close()
-		}
+		closeListeners(cfg)
 		return g, nil
 	}
 	defer func() {
@@ -128,15 +128,23 @@ func Join(ctx context.Context, cfg Config) (_ *Group, err error) {
 	if err := g.listen(); err != nil {
 		return nil, err
 	}
-	if g.peers, err = g.rendezvous(jctx); err != nil {
+	if g.peers, g.ringPeers, err = g.rendezvous(jctx); err != nil {
 		return nil, err
 	}
 	if err := g.connect(jctx); err != nil {
 		return nil, err
 	}
-	g.log.Info("collective: joined", "addr", g.addr, "peers", g.peers, "job", cfg.JobID,
+	g.log.Info("collective: joined", "addr", g.addr, "ring_addr", g.ringAddr, "peers", g.peers, "ring_peers", g.ringPeers, "job", cfg.JobID,
 		"generation", cfg.Generation, "elapsed", time.Since(start).Round(time.Millisecond))
 	return g, nil
+}
+
+func closeListeners(cfg Config) {
+	for _, l := range []net.Listener{cfg.Listener, cfg.RingListener} {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 // Rank is this rank, in [0, WorldSize).
@@ -222,6 +230,11 @@ func (g *Group) stop() {
 func (g *Group) shutdown() {
 	g.cancel(ErrClosed)
 	g.closeOutbound()
+	if g.ringSrv != nil {
+		// The cancel makes the ring stream end with Aborted and
+		// ErrClosed's text, as below.
+		g.ringSrv.stop(time.Second)
+	}
 	if g.server != nil {
 		// The cancel makes the ring handler return at once with Aborted
 		// and ErrClosed's text; a graceful stop delivers that status, so
@@ -270,12 +283,12 @@ func (g *Group) failWith(level slog.Level, err error) error {
 	return broken
 }
 
-// closeOutbound ends the stream to the right neighbour and waits for gRPC's
-// writer to stop, after which it no longer reads any caller's buffer.
+// closeOutbound drops the stream to the right neighbour; a send in
+// progress fails at once.
 func (g *Group) closeOutbound() {
 	g.outClose.Do(func() {
-		if g.outConn != nil {
-			g.outConn.Close()
+		if g.out != nil {
+			g.out.Close()
 		}
 	})
 }
@@ -336,6 +349,27 @@ func (g *Group) listen() error {
 			g.fail(fmt.Errorf("server on %s stopped: %w", lis.Addr(), err))
 		}
 	}()
+	if rl := g.cfg.RingListener; len(g.cfg.Peers) > 0 && rl != nil {
+		rl.Close()
+	}
+	if len(g.cfg.Peers) == 0 {
+		// A static peer list names one address a rank; with a rendezvous
+		// each rank also tells where its ring data path listens.
+		rl := g.cfg.RingListener
+		if rl == nil {
+			host, _, _ := net.SplitHostPort(lis.Addr().String())
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				host = ""
+			}
+			if rl, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil {
+				return fmt.Errorf("collective: rank %d: listen for the ring data path: %w", g.rank, err)
+			}
+		}
+		ahost, _, _ := net.SplitHostPort(g.addr)
+		_, rport, _ := net.SplitHostPort(rl.Addr().String())
+		g.ringAddr = net.JoinHostPort(ahost, rport)
+		g.ringSrv = newRingServer(g, rl)
+	}
 	return nil
 }
 
@@ -401,44 +435,26 @@ func (g *Group) dial(addr string) (*grpc.ClientConn, error) {
 // neighbour's stream to arrive.
 func (g *Group) connect(ctx context.Context) error {
 	addr := g.peers[g.right]
-	cc, err := g.dial(addr)
+	if len(g.ringPeers) == g.size && g.ringPeers[g.right] != "" {
+		addr = g.ringPeers[g.right]
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(g.ctx, func() { cancel(context.Cause(g.ctx)) })()
+	out, err := dialRing(cctx, addr, mdJob, g.cfg.JobID, mdGeneration, g.cfg.Generation, mdRank, strconv.Itoa(g.rank))
 	if err != nil {
-		return fmt.Errorf("collective: rank %d: dial right neighbour (rank %d) at %s: %w", g.rank, g.right, addr, err)
-	}
-	g.outConn = cc
-	sctx := metadata.AppendToOutgoingContext(g.ctx,
-		mdJob, g.cfg.JobID, mdGeneration, g.cfg.Generation, mdRank, strconv.Itoa(g.rank))
-	type opened struct {
-		s   grpc.ClientStream
-		err error
-	}
-	ch := make(chan opened, 1)
-	go func() {
-		s, err := cc.NewStream(sctx, &collectivev1.Collective_ServiceDesc.Streams[0],
-			collectivev1.Collective_Ring_FullMethodName, grpc.WaitForReady(true))
-		if err == nil {
-			// The server sends headers once it has accepted us.
-			_, err = s.Header()
+		if g.ctx.Err() != nil {
+			return context.Cause(g.ctx)
 		}
-		ch <- opened{s, err}
-	}()
-	select {
-	case o := <-ch:
-		if o.err != nil {
-			return fmt.Errorf("collective: rank %d: open ring stream to right neighbour (rank %d) at %s: %w", g.rank, g.right, addr, o.err)
-		}
-		g.out = o.s
-	case <-ctx.Done():
-		return fmt.Errorf("collective: rank %d: open ring stream to right neighbour (rank %d) at %s: %w", g.rank, g.right, addr, context.Cause(ctx))
-	case <-g.ctx.Done():
-		return context.Cause(g.ctx)
+		return fmt.Errorf("collective: rank %d: open ring stream to right neighbour (rank %d) at %s: %w", g.rank, g.right, addr, err)
 	}
+	g.out = out
 	go func() {
 		defer close(g.outDone)
-		// The server never sends; RecvMsg returns when the stream ends: with
-		// io.EOF once the neighbour has read our half-close, with an error
-		// when it or the connection fails.
-		err := g.out.RecvMsg(&collectivev1.RingAck{})
+		// The server never sends; the stream ends with io.EOF once the
+		// neighbour has read our half-close, with an error when it or the
+		// connection fails.
+		err := out.Err()
 		if g.isClosed() {
 			return
 		}

@@ -298,17 +298,15 @@ func (op *ringOp) send(ctx context.Context) error {
 				return context.Cause(ctx)
 			}
 		}
-		data, aliased := encodeLE(op.buf[t.lo:t.hi])
+		data, _ := encodeLE(op.buf[t.lo:t.hi])
 		c := &wireChunk{
 			op: op.seq, step: t.step, offset: uint64(t.lo), kind: op.kind,
 			length: uint64(len(op.buf)), root: uint32(op.root), data: data,
 		}
-		if aliased {
-			c.release = op.releases[i]
-		} else {
-			op.releases[i].fire()
-		}
-		if err := g.out.SendMsg(c); err != nil {
+		// Send is done with the buffer when it returns.
+		err := g.out.Send(c)
+		op.releases[i].fire()
+		if err != nil {
 			return fmt.Errorf("send step %d offset %d to right neighbour (rank %d): %w", t.step, t.lo, g.right, err)
 		}
 	}

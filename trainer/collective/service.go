@@ -35,14 +35,14 @@ func (s *service) Register(ctx context.Context, req *collectivev1.RegisterReques
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(g.ctx, cancel)()
-	peers, err := g.reg.wait(wctx)
+	peers, rings, err := g.reg.wait(wctx)
 	if err != nil {
 		if ctx.Err() == nil && g.ctx.Err() != nil {
 			return nil, status.Errorf(codes.Unavailable, "rank 0 left the rendezvous: %v", context.Cause(g.ctx))
 		}
 		return nil, status.Error(codes.DeadlineExceeded, err.Error())
 	}
-	return &collectivev1.RegisterResponse{Peers: peers}, nil
+	return &collectivev1.RegisterResponse{Peers: peers, RingPeers: rings}, nil
 }
 
 func (s *service) Ring(stream grpc.BidiStreamingServer[collectivev1.Chunk, collectivev1.RingAck]) error {
@@ -54,23 +54,9 @@ func (s *service) Ring(stream grpc.BidiStreamingServer[collectivev1.Chunk, colle
 		}
 		return ""
 	}
-	job, gen := first(mdJob), first(mdGeneration)
-	if job != g.cfg.JobID || gen != g.cfg.Generation {
-		return status.Errorf(codes.FailedPrecondition,
-			"rank %d runs job %q generation %q; ring stream is from job %q generation %q (a stale or foreign rank)",
-			g.rank, g.cfg.JobID, g.cfg.Generation, job, gen)
+	if err := g.acceptRing(first); err != nil {
+		return err
 	}
-	if r, err := strconv.Atoi(first(mdRank)); err != nil || r != g.left {
-		return status.Errorf(codes.FailedPrecondition, "rank %d takes its ring stream from rank %d only; got %s=%q",
-			g.rank, g.left, mdRank, first(mdRank))
-	}
-	g.attachMu.Lock()
-	if g.attached {
-		g.attachMu.Unlock()
-		return status.Errorf(codes.AlreadyExists, "rank %d already has a ring stream from rank %d", g.rank, g.left)
-	}
-	g.attached = true
-	g.attachMu.Unlock()
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
@@ -111,4 +97,28 @@ func (g *Group) readInbound(stream grpc.ServerStream) error {
 			return context.Cause(g.ctx)
 		}
 	}
+}
+
+// acceptRing admits a ring stream whose request metadata md gives: only
+// from the left neighbour of the same job and generation, and only once.
+// The error is a gRPC status. The caller closes attachCh once the stream
+// is up.
+func (g *Group) acceptRing(md func(key string) string) error {
+	job, gen := md(mdJob), md(mdGeneration)
+	if job != g.cfg.JobID || gen != g.cfg.Generation {
+		return status.Errorf(codes.FailedPrecondition,
+			"rank %d runs job %q generation %q; ring stream is from job %q generation %q (a stale or foreign rank)",
+			g.rank, g.cfg.JobID, g.cfg.Generation, job, gen)
+	}
+	if r, err := strconv.Atoi(md(mdRank)); err != nil || r != g.left {
+		return status.Errorf(codes.FailedPrecondition, "rank %d takes its ring stream from rank %d only; got %s=%q",
+			g.rank, g.left, mdRank, md(mdRank))
+	}
+	g.attachMu.Lock()
+	defer g.attachMu.Unlock()
+	if g.attached {
+		return status.Errorf(codes.AlreadyExists, "rank %d already has a ring stream from rank %d", g.rank, g.left)
+	}
+	g.attached = true
+	return nil
 }

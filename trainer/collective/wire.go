@@ -99,28 +99,13 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return c.proto.Marshal(v)
 	}
-	hdr := make([]byte, 0, 64)
-	hdr = appendVarintField(hdr, fieldOp, w.op)
-	hdr = appendVarintField(hdr, fieldStep, uint64(w.step))
-	hdr = appendVarintField(hdr, fieldOffset, w.offset)
-	hdr = appendVarintField(hdr, fieldKind, uint64(w.kind))
-	hdr = appendVarintField(hdr, fieldLength, w.length)
-	hdr = appendVarintField(hdr, fieldRoot, uint64(w.root))
+	hdr := w.appendHeader(make([]byte, 0, 64))
 	if len(w.data) == 0 {
 		if w.release != nil {
 			w.release.fire()
 		}
 		return mem.BufferSlice{mem.SliceBuffer(hdr)}, nil
 	}
-	// Pad so that the payload starts at a multiple of 4 bytes from the start
-	// of the frame; frames are 16 KiB, so every frame then holds whole
-	// float32 values (see addLE).
-	dataHdr := protowire.SizeTag(fieldData) + protowire.SizeVarint(uint64(len(w.data)))
-	pad := mod(-(grpcPrefixLen + len(hdr) + dataHdr + protowire.SizeTag(fieldPad) + 1), 4)
-	hdr = protowire.AppendTag(hdr, fieldPad, protowire.BytesType)
-	hdr = protowire.AppendBytes(hdr, make([]byte, pad))
-	hdr = protowire.AppendTag(hdr, fieldData, protowire.BytesType)
-	hdr = protowire.AppendVarint(hdr, uint64(len(w.data)))
 	data := w.data[:len(w.data):len(w.data)]
 	switch {
 	case w.release == nil:
@@ -135,6 +120,31 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	default:
 		return mem.BufferSlice{mem.SliceBuffer(hdr), mem.NewBuffer(&data, w.release)}, nil
 	}
+}
+
+// appendHeader appends the encoding of every field but the payload's bytes
+// (which follow it on the wire): the whole message when there is no
+// payload.
+func (w *wireChunk) appendHeader(hdr []byte) []byte {
+	hdr = appendVarintField(hdr, fieldOp, w.op)
+	hdr = appendVarintField(hdr, fieldStep, uint64(w.step))
+	hdr = appendVarintField(hdr, fieldOffset, w.offset)
+	hdr = appendVarintField(hdr, fieldKind, uint64(w.kind))
+	hdr = appendVarintField(hdr, fieldLength, w.length)
+	hdr = appendVarintField(hdr, fieldRoot, uint64(w.root))
+	if len(w.data) == 0 {
+		return hdr
+	}
+	// Pad so that the payload starts at a multiple of 4 bytes from the start
+	// of the message's first frame (after gRPC's 5-byte prefix); frames are
+	// multiples of 4 bytes, so every frame then holds whole float32 values
+	// (see addLE).
+	dataHdr := protowire.SizeTag(fieldData) + protowire.SizeVarint(uint64(len(w.data)))
+	pad := mod(-(grpcPrefixLen + len(hdr) + dataHdr + protowire.SizeTag(fieldPad) + 1), 4)
+	hdr = protowire.AppendTag(hdr, fieldPad, protowire.BytesType)
+	hdr = protowire.AppendBytes(hdr, make([]byte, pad))
+	hdr = protowire.AppendTag(hdr, fieldData, protowire.BytesType)
+	return protowire.AppendVarint(hdr, uint64(len(w.data)))
 }
 
 func appendVarintField(b []byte, field protowire.Number, v uint64) []byte {

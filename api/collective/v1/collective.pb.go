@@ -88,7 +88,11 @@ type RegisterRequest struct {
 	Rank       int32  `protobuf:"varint,3,opt,name=rank,proto3" json:"rank,omitempty"`
 	WorldSize  int32  `protobuf:"varint,4,opt,name=world_size,json=worldSize,proto3" json:"world_size,omitempty"`
 	// host:port where this rank serves Collective.
-	Address       string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	// host:port where this rank also serves Ring alone, over HTTP/2 frames of
+	// up to 16 MiB (grpc-go's server sends and takes 16 KiB); empty when it
+	// does not. Ring on address works either way.
+	RingAddress   string `protobuf:"bytes,6,opt,name=ring_address,json=ringAddress,proto3" json:"ring_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,10 +162,19 @@ func (x *RegisterRequest) GetAddress() string {
 	return ""
 }
 
+func (x *RegisterRequest) GetRingAddress() string {
+	if x != nil {
+		return x.RingAddress
+	}
+	return ""
+}
+
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Listen addresses, indexed by rank.
-	Peers         []string `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	Peers []string `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	// Ring addresses (RegisterRequest.ring_address), indexed by rank.
+	RingPeers     []string `protobuf:"bytes,2,rep,name=ring_peers,json=ringPeers,proto3" json:"ring_peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +212,13 @@ func (*RegisterResponse) Descriptor() ([]byte, []int) {
 func (x *RegisterResponse) GetPeers() []string {
 	if x != nil {
 		return x.Peers
+	}
+	return nil
+}
+
+func (x *RegisterResponse) GetRingPeers() []string {
+	if x != nil {
+		return x.RingPeers
 	}
 	return nil
 }
@@ -355,7 +375,7 @@ var File_collective_v1_collective_proto protoreflect.FileDescriptor
 
 const file_collective_v1_collective_proto_rawDesc = "" +
 	"\n" +
-	"\x1ecollective/v1/collective.proto\x12\x17babelfish.collective.v1\"\x90\x01\n" +
+	"\x1ecollective/v1/collective.proto\x12\x17babelfish.collective.v1\"\xb3\x01\n" +
 	"\x0fRegisterRequest\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x1e\n" +
 	"\n" +
@@ -364,9 +384,12 @@ const file_collective_v1_collective_proto_rawDesc = "" +
 	"\x04rank\x18\x03 \x01(\x05R\x04rank\x12\x1d\n" +
 	"\n" +
 	"world_size\x18\x04 \x01(\x05R\tworldSize\x12\x18\n" +
-	"\aaddress\x18\x05 \x01(\tR\aaddress\"(\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\x12!\n" +
+	"\fring_address\x18\x06 \x01(\tR\vringAddress\"G\n" +
 	"\x10RegisterResponse\x12\x14\n" +
-	"\x05peers\x18\x01 \x03(\tR\x05peers\"\xd0\x01\n" +
+	"\x05peers\x18\x01 \x03(\tR\x05peers\x12\x1d\n" +
+	"\n" +
+	"ring_peers\x18\x02 \x03(\tR\tringPeers\"\xd0\x01\n" +
 	"\x05Chunk\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\x04R\x02op\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\rR\x04step\x12\x16\n" +
