@@ -19,72 +19,76 @@ func TestAllReduce(t *testing.T) {
 		{3, 4096},
 		{4, 4096},
 	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprintf("world=%d/chunk=%d", tc.world, tc.chunkBytes), func(t *testing.T) {
-			gs := startPeers(t, tc.world, func(c *Config) { c.ChunkBytes = tc.chunkBytes })
-			n := tc.world
-			chunk := tc.chunkBytes / 4
-			// Not divisible by the world size, smaller than it, empty, and
-			// spanning several chunks per segment.
-			for _, length := range []int{0, 1, n - 1, n + 1, 7, 1001, 3*n*chunk + 5, 10007} {
-				inputs := randomBuffers(uint64(length), n, length)
-				run := func() [][]float32 {
-					bufs := make([][]float32, n)
-					for i := range bufs {
-						bufs[i] = slices.Clone(inputs[i])
+	for _, path := range dataPaths() {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/world=%d/chunk=%d", path.name, tc.world, tc.chunkBytes), func(t *testing.T) {
+				gs := startGang(t, tc.world, path.rendezvous, func(c *Config) { c.ChunkBytes = tc.chunkBytes })
+				n := tc.world
+				chunk := tc.chunkBytes / 4
+				// Not divisible by the world size, smaller than it, empty, and
+				// spanning several chunks per segment.
+				for _, length := range []int{0, 1, n - 1, n + 1, 7, 1001, 3*n*chunk + 5, 10007} {
+					inputs := randomBuffers(uint64(length), n, length)
+					run := func() [][]float32 {
+						bufs := make([][]float32, n)
+						for i := range bufs {
+							bufs[i] = slices.Clone(inputs[i])
+						}
+						errs := onAll(gs, func(g *Group) error {
+							return g.AllReduce(context.Background(), bufs[g.Rank()])
+						})
+						for i, err := range errs {
+							if err != nil {
+								t.Fatalf("length %d: rank %d: %v", length, i, err)
+							}
+						}
+						return bufs
 					}
-					errs := onAll(gs, func(g *Group) error {
-						return g.AllReduce(context.Background(), bufs[g.Rank()])
-					})
-					for i, err := range errs {
-						if err != nil {
-							t.Fatalf("length %d: rank %d: %v", length, i, err)
+					first := run()
+					if err := checkSum(first[0], inputs); err != nil {
+						t.Errorf("length %d: rank 0: %v", length, err)
+					}
+					for i := 1; i < n; i++ {
+						if !bitwiseEqual(first[i], first[0]) {
+							t.Errorf("length %d: rank %d differs from rank 0", length, i)
 						}
 					}
-					return bufs
-				}
-				first := run()
-				if err := checkSum(first[0], inputs); err != nil {
-					t.Errorf("length %d: rank 0: %v", length, err)
-				}
-				for i := 1; i < n; i++ {
-					if !bitwiseEqual(first[i], first[0]) {
-						t.Errorf("length %d: rank %d differs from rank 0", length, i)
+					if again := run(); !bitwiseEqual(again[0], first[0]) {
+						t.Errorf("length %d: a second run gave different bits", length)
 					}
 				}
-				if again := run(); !bitwiseEqual(again[0], first[0]) {
-					t.Errorf("length %d: a second run gave different bits", length)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
 func TestBroadcast(t *testing.T) {
-	for n := 1; n <= 4; n++ {
-		t.Run(fmt.Sprintf("world=%d", n), func(t *testing.T) {
-			gs := startPeers(t, n, nil)
-			for root := range n {
-				for _, length := range []int{0, 3, 1024, 5000} {
-					bufs := randomBuffers(uint64(100*root+length), n, length)
-					want := slices.Clone(bufs[root])
-					errs := onAll(gs, func(g *Group) error {
-						return g.Broadcast(context.Background(), bufs[g.Rank()], root)
-					})
-					for i, err := range errs {
-						if err != nil {
-							t.Fatalf("root %d length %d: rank %d: %v", root, length, i, err)
-						}
-						if !bitwiseEqual(bufs[i], want) {
-							t.Errorf("root %d length %d: rank %d did not get root's buffer", root, length, i)
+	for _, path := range dataPaths() {
+		for n := 1; n <= 4; n++ {
+			t.Run(fmt.Sprintf("%s/world=%d", path.name, n), func(t *testing.T) {
+				gs := startGang(t, n, path.rendezvous, nil)
+				for root := range n {
+					for _, length := range []int{0, 3, 1024, 5000} {
+						bufs := randomBuffers(uint64(100*root+length), n, length)
+						want := slices.Clone(bufs[root])
+						errs := onAll(gs, func(g *Group) error {
+							return g.Broadcast(context.Background(), bufs[g.Rank()], root)
+						})
+						for i, err := range errs {
+							if err != nil {
+								t.Fatalf("root %d length %d: rank %d: %v", root, length, i, err)
+							}
+							if !bitwiseEqual(bufs[i], want) {
+								t.Errorf("root %d length %d: rank %d did not get root's buffer", root, length, i)
+							}
 						}
 					}
 				}
-			}
-			if err := gs[0].Broadcast(context.Background(), nil, n); err == nil {
-				t.Errorf("Broadcast with root %d of world %d: no error", n, n)
-			}
-		})
+				if err := gs[0].Broadcast(context.Background(), nil, n); err == nil {
+					t.Errorf("Broadcast with root %d of world %d: no error", n, n)
+				}
+			})
+		}
 	}
 }
 
@@ -115,8 +119,14 @@ func TestBarrier(t *testing.T) {
 }
 
 func TestAllReduceMany(t *testing.T) {
+	for _, path := range dataPaths() {
+		t.Run(path.name, func(t *testing.T) { testAllReduceMany(t, path.rendezvous) })
+	}
+}
+
+func testAllReduceMany(t *testing.T, rendezvous bool) {
 	const n = 3
-	gs := startPeers(t, n, func(c *Config) { c.BucketBytes = MinBucketBytes })
+	gs := startGang(t, n, rendezvous, func(c *Config) { c.BucketBytes = MinBucketBytes })
 	// Bucket of 1024 floats: several small tensors share buckets, some
 	// overflow into the next, and big ones go alone.
 	lengths := []int{10, 300, 700, 50, 1024, 3000, 1, 0, 999, 26}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -77,6 +78,7 @@ type Group struct {
 
 	ops   chan struct{} // a semaphore of one: one operation at a time
 	opSeq uint64
+	cur   atomic.Pointer[ringOp] // the operation in flight, for placement
 
 	manyMu sync.Mutex // guards stage
 	stage  []float32

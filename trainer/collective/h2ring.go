@@ -619,6 +619,8 @@ type ringConn struct {
 	ended     bool // its end (or failure) was handled
 	consumed  int  // bytes not yet returned to the client's windows
 	msg       msgReader
+	head      [placeHead]byte
+	scratch   []byte // payloads summed in by place
 	afterStop func() bool
 }
 
@@ -789,10 +791,28 @@ func (rc *ringConn) open(b *headerBlock, hs map[string]string) error {
 func (rc *ringConn) data(r io.Reader, h frameHeader) error {
 	g := rc.g
 	left := fmt.Sprintf("ring stream from left neighbour (rank %d)", g.left)
+	var head []byte
+	if h.flags&flagPadded == 0 && rc.msg.idle() {
+		c, hd, err := rc.place(r, h)
+		if err != nil {
+			return fmt.Errorf("%s ended: %w", left, err)
+		}
+		if c != nil {
+			rc.consumed += h.length
+			select {
+			case g.inbound <- c:
+			case <-g.ctx.Done():
+				return context.Cause(g.ctx)
+			}
+			return rc.afterData(h, left)
+		}
+		head = hd
+	}
 	var buf mem.Buffer = mem.SliceBuffer(nil)
 	if h.length > 0 {
 		p := g.pool.Get(h.length)
-		if _, err := io.ReadFull(r, *p); err != nil {
+		copy(*p, head)
+		if _, err := io.ReadFull(r, (*p)[len(head):]); err != nil {
 			g.pool.Put(p)
 			return fmt.Errorf("%s ended: %w", left, err)
 		}
@@ -827,6 +847,67 @@ func (rc *ringConn) data(r io.Reader, h frameHeader) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", left, err)
 	}
+	return rc.afterData(h, left)
+}
+
+// placeHead is how much of a frame place reads to find the payload: gRPC's
+// prefix and every Chunk field before the payload fit with room to spare.
+const placeHead = 96
+
+// place applies a DATA frame that holds one whole chunk message, payload
+// last, to the buffer of the operation in flight when the chunk is one of
+// its receives that may be applied now: a copy (all-gather, broadcast) is
+// read straight into place, a sum (reduce-scatter) is read into a scratch
+// buffer that stays in cache and summed in at once. The payload then never
+// waits in a pooled buffer for the operation's goroutine. Otherwise place
+// returns the bytes it read, for the general path.
+func (rc *ringConn) place(r io.Reader, h frameHeader) (*wireChunk, []byte, error) {
+	op := rc.g.cur.Load()
+	if op == nil || h.length <= grpcPrefixLen {
+		return nil, nil, nil
+	}
+	head := rc.head[:min(h.length, placeHead)]
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, nil, err
+	}
+	if head[0] != 0 || int(binary.BigEndian.Uint32(head[1:])) != h.length-grpcPrefixLen {
+		return nil, head, nil
+	}
+	w, off, n, ok := parseHead(head[grpcPrefixLen:])
+	off += grpcPrefixLen
+	if !ok || n == 0 || off+n != h.length {
+		return nil, head, nil
+	}
+	dst, add, ok := op.place(&w, n)
+	if !ok {
+		return nil, head, nil
+	}
+	defer op.placeMu.Unlock()
+	if add {
+		// Sum from a scratch buffer that stays in cache frame after frame.
+		if cap(rc.scratch) < n {
+			rc.scratch = make([]byte, n)
+		}
+		b := rc.scratch[:n]
+		k := copy(b, head[off:])
+		if _, err := io.ReadFull(r, b[k:]); err != nil {
+			return nil, nil, err
+		}
+		addLE(dst, [][]byte{b})
+	} else {
+		b := asBytes(dst)
+		k := copy(b, head[off:])
+		if _, err := io.ReadFull(r, b[k:]); err != nil {
+			return nil, nil, err
+		}
+	}
+	w.placed, w.dataLen = true, n
+	return &w, nil, nil
+}
+
+// afterData returns window to the client and handles the end of the
+// stream after a DATA frame.
+func (rc *ringConn) afterData(h frameHeader, left string) error {
 	// Return the bytes to the client's windows in large steps.
 	if rc.consumed >= h2MaxWindow/4 {
 		b := windowUpdate(windowUpdate(nil, 0, rc.consumed), rc.stream, rc.consumed)

@@ -50,6 +50,47 @@ func startPeers(t *testing.T, n int, tweak func(*Config)) []*Group {
 	return joinAll(t, cfgs, nil)
 }
 
+// startGang is startPeers, or with rendezvous the same gang met through
+// rank 0, where each rank streams the ring to its neighbour's own data
+// path (h2ring.go) instead of grpc-go's server.
+func startGang(t *testing.T, n int, rendezvous bool, tweak func(*Config)) []*Group {
+	t.Helper()
+	if !rendezvous || n == 1 {
+		return startPeers(t, n, tweak)
+	}
+	rv := listenLoopback(t)
+	cfgs := make([]Config, n)
+	for i := range cfgs {
+		cfgs[i] = Config{
+			Rank: i, WorldSize: n, Rendezvous: rv.Addr().String(), ListenAddr: "127.0.0.1:0",
+			JobID: "test", Generation: "1", RendezvousTimeout: 20 * time.Second,
+			OpTimeout: 30 * time.Second, ChunkBytes: 4096, Logger: quietLogger(),
+		}
+		if tweak != nil {
+			tweak(&cfgs[i])
+		}
+	}
+	cfgs[0].Listener, cfgs[0].ListenAddr = rv, ""
+	gs := joinAll(t, cfgs, nil)
+	for _, g := range gs {
+		if g.ringAddr == "" || g.out == nil || g.out.addr != g.ringPeers[g.right] {
+			t.Fatalf("rank %d does not stream to its neighbour's ring data path", g.Rank())
+		}
+	}
+	return gs
+}
+
+// dataPaths names the two ways a ring runs, for subtests.
+func dataPaths() []struct {
+	name       string
+	rendezvous bool
+} {
+	return []struct {
+		name       string
+		rendezvous bool
+	}{{"grpc-go server", false}, {"ring data path", true}}
+}
+
 // joinAll runs Join for every config concurrently, each after its delay,
 // and fails the test unless all succeed.
 func joinAll(t *testing.T, cfgs []Config, delays []time.Duration) []*Group {

@@ -3,6 +3,7 @@ package collective
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	collectivev1 "babelfish.dev/babelfish/api/collective/v1"
@@ -239,6 +240,46 @@ type ringOp struct {
 	releases []*release
 	recvDone atomic.Int64  // receives completed, in plan order
 	progress chan struct{} // pinged after each receive
+
+	// Placement: the ring data path applies a receive's payload to buf
+	// itself (reads it straight in, or sums it in from a cache-warm
+	// scratch) once nothing else uses that part of buf (see place).
+	recvIndex map[[2]uint64]int // (step, offset) -> index in plan.recvs
+	placeMu   sync.Mutex        // held while a payload is being placed
+	finished  bool              // guarded by placeMu: no placing any more
+}
+
+// place returns the part of buf that the payload of w (n bytes) is for,
+// and whether it is summed in (else copied), when w is one of this
+// operation's receives and the send it depends on has finished; placeMu
+// is then held, and the caller unlocks it once the payload is applied.
+// Receives own disjoint parts of buf, and a part is sent on only after
+// its receive is done, so nothing else touches it meanwhile.
+func (op *ringOp) place(w *wireChunk, n int) (dst []float32, add, ok bool) {
+	if w.op != op.seq || w.kind != op.kind || w.length != uint64(len(op.buf)) || w.root != uint32(op.root) || !littleEndian() {
+		return nil, false, false
+	}
+	i, ok := op.recvIndex[[2]uint64{uint64(w.step), w.offset}]
+	if !ok {
+		return nil, false, false
+	}
+	t := op.plan.recvs[i]
+	if n != 4*(t.hi-t.lo) {
+		return nil, false, false
+	}
+	if t.dep >= 0 {
+		select {
+		case <-op.releases[t.dep].done:
+		default:
+			return nil, false, false
+		}
+	}
+	op.placeMu.Lock()
+	if op.finished {
+		op.placeMu.Unlock()
+		return nil, false, false
+	}
+	return op.buf[t.lo:t.hi], t.add, true
 }
 
 func (op *ringOp) run(ctx context.Context) error {
@@ -259,6 +300,21 @@ func (op *ringOp) run(ctx context.Context) error {
 	for i := range op.releases {
 		op.releases[i] = newRelease()
 	}
+	op.recvIndex = make(map[[2]uint64]int, len(op.plan.recvs))
+	for i, t := range op.plan.recvs {
+		if t.hi > t.lo {
+			op.recvIndex[[2]uint64{uint64(t.step), uint64(t.lo)}] = i
+		}
+	}
+	g.cur.Store(op)
+	defer func() {
+		// Once this returns the caller owns buf again: wait out a payload
+		// being placed and allow no more.
+		g.cur.CompareAndSwap(op, nil)
+		op.placeMu.Lock()
+		op.finished = true
+		op.placeMu.Unlock()
+	}()
 	sendErr := make(chan error, 1)
 	go func() {
 		err := op.send(ctx)
@@ -327,14 +383,14 @@ func (op *ringOp) receive(ctx context.Context) error {
 			return fmt.Errorf("waiting for step %d offset %d from left neighbour (rank %d): %w", t.step, t.lo, g.left, context.Cause(ctx))
 		}
 		err := op.check(c, t)
-		if err == nil && t.dep >= 0 {
+		if err == nil && !c.placed && t.dep >= 0 {
 			select {
 			case <-op.releases[t.dep].done:
 			case <-ctx.Done():
 				err = context.Cause(ctx)
 			}
 		}
-		if err == nil {
+		if err == nil && !c.placed {
 			if t.add {
 				addLE(op.buf[t.lo:t.hi], c.pieces)
 			} else {

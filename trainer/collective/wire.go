@@ -55,6 +55,9 @@ type wireChunk struct {
 	msg     mem.BufferSlice
 	pieces  [][]byte
 	dataLen int
+	// placed: the payload is in the operation's buffer already (the ring
+	// data path read it there); pieces is empty.
+	placed bool
 }
 
 // free drops the reference a received chunk holds on gRPC's buffers.
@@ -444,4 +447,56 @@ func copyLE(dst []float32, pieces [][]byte) {
 		i += m
 		nc = copy(carry[:], p[4*m:])
 	}
+}
+
+// parseHead decodes the fields of a Chunk that precede its payload, from
+// the first bytes of the message, and says where the payload starts and
+// how long it is. ok is false when b ends before the payload starts, the
+// message has no payload, or anything in b is malformed.
+func parseHead(b []byte) (w wireChunk, dataOff, dataLen int, ok bool) {
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 || num <= 0 {
+			return w, 0, 0, false
+		}
+		off += n
+		switch typ {
+		case protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b[off:])
+			if n < 0 {
+				return w, 0, 0, false
+			}
+			off += n
+			switch num {
+			case fieldOp:
+				w.op = v
+			case fieldStep:
+				w.step = uint32(v)
+			case fieldOffset:
+				w.offset = v
+			case fieldKind:
+				w.kind = collectivev1.Kind(int32(v))
+			case fieldLength:
+				w.length = v
+			case fieldRoot:
+				w.root = uint32(v)
+			}
+		case protowire.BytesType:
+			l, n := protowire.ConsumeVarint(b[off:])
+			if n < 0 || l > 1<<31 {
+				return w, 0, 0, false
+			}
+			off += n
+			if num == fieldData {
+				return w, off, int(l), true
+			}
+			if uint64(len(b)-off) < l {
+				return w, 0, 0, false
+			}
+			off += int(l)
+		default:
+			return w, 0, 0, false
+		}
+	}
+	return w, 0, 0, false
 }
