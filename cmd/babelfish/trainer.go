@@ -50,7 +50,10 @@ func newTrainerCmd() *cobra.Command {
 
 Rank, world size and peers come from BABELFISH_RANK, BABELFISH_WORLD_SIZE and
 BABELFISH_PEERS or BABELFISH_RENDEZVOUS (set by the scheduler or the local
-executor); without BABELFISH_WORLD_SIZE it runs a single rank. Every flag can
+executor); without BABELFISH_WORLD_SIZE it runs a single rank. With a
+rendezvous, each rank also serves the all-reduce's ring data path on
+BABELFISH_RING_LISTEN (default: a free port; the scheduler's pods use the
+rendezvous port + 1). Every flag can
 also be set as ` + trainerEnvPrefix + `<FLAG> (e.g. ` + trainerEnvPrefix + `GLOBAL_BATCH).
 
 The job resumes from its latest committed checkpoint under

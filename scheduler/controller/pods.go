@@ -46,6 +46,7 @@ const (
 	EnvWorldSize          = "BABELFISH_WORLD_SIZE"
 	EnvRendezvous         = "BABELFISH_RENDEZVOUS"
 	EnvListen             = "BABELFISH_LISTEN"
+	EnvRingListen         = "BABELFISH_RING_LISTEN"
 	EnvJob                = "BABELFISH_JOB"
 	EnvJobID              = "BABELFISH_JOB_ID"
 	EnvGeneration         = "BABELFISH_GENERATION"
@@ -199,6 +200,17 @@ func rendezvous(j *v1alpha1.TrainingJob) string {
 	return fmt.Sprintf("%s.%s.%s.svc:%d", hostname(j.Name, 0), j.Name, j.Namespace, port(j))
 }
 
+// ringPort is where each rank serves its ring data path (the all-reduce
+// traffic): the port after the rendezvous port, or the one before it at
+// the top of the range. Ranks reach it through the headless Service's
+// per-pod names, which forward every port.
+func ringPort(j *v1alpha1.TrainingJob) int32 {
+	if p := port(j); p < 65535 {
+		return p + 1
+	}
+	return 65534
+}
+
 func port(j *v1alpha1.TrainingJob) int32 {
 	if p := j.Spec.Template.RendezvousPort; p > 0 {
 		return p
@@ -275,6 +287,7 @@ func WorkerPod(j *v1alpha1.TrainingJob, gen int32, p v1alpha1.WorkerPlacement, s
 		{Name: EnvJobID, Value: key(j.Namespace, j.Name)},
 		{Name: EnvRendezvous, Value: rendezvous(j)},
 		{Name: EnvListen, Value: fmt.Sprintf(":%d", port(j))},
+		{Name: EnvRingListen, Value: fmt.Sprintf(":%d", ringPort(j))},
 		field(EnvNamespace, "metadata.namespace"),
 		field(EnvPodName, "metadata.name"),
 		field(EnvNodeName, "spec.nodeName"),
@@ -339,7 +352,10 @@ func WorkerPod(j *v1alpha1.TrainingJob, gen int32, p v1alpha1.WorkerPlacement, s
 				Args:            slices.Clone(j.Spec.Template.Args),
 				Env:             env,
 				Resources:       res,
-				Ports:           []corev1.ContainerPort{{Name: "rendezvous", ContainerPort: port(j), Protocol: corev1.ProtocolTCP}},
+				Ports: []corev1.ContainerPort{
+					{Name: "rendezvous", ContainerPort: port(j), Protocol: corev1.ProtocolTCP},
+					{Name: "ring", ContainerPort: ringPort(j), Protocol: corev1.ProtocolTCP},
+				},
 			}},
 		},
 	}

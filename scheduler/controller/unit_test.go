@@ -75,7 +75,7 @@ func TestWorkerPod(t *testing.T) {
 	env := podEnv(pod)
 	for k, want := range map[string]string{
 		EnvRank: "2", EnvWorldSize: "4", EnvGeneration: "3", EnvJob: "s2st", EnvJobID: "research/s2st",
-		EnvRendezvous: "s2st-0.s2st.research.svc:29500", EnvListen: ":29500",
+		EnvRendezvous: "s2st-0.s2st.research.svc:29500", EnvListen: ":29500", EnvRingListen: ":29501",
 		EnvVisibleDevices: "4,5", EnvGPUIndices: "4,5", EnvGPUMilli: "1000",
 		EnvDataset: "cldr", EnvDatasetVersion: "v3", EnvCheckpointInterval: "10m0s",
 		EnvResumeFrom: "checkpoints/s2st/40/", "KEEP": "1",

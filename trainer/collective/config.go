@@ -27,6 +27,9 @@ const (
 	// EnvListen is the address this rank listens on (optional; port 0 picks
 	// a free port). See Config.ListenAddr for the default.
 	EnvListen = "BABELFISH_LISTEN"
+	// EnvRingListen is the address of this rank's ring data path
+	// (optional; see Config.RingListenAddr).
+	EnvRingListen = "BABELFISH_RING_LISTEN"
 	// EnvAdvertise is the host:port other ranks dial to reach this rank
 	// (optional; see Config.AdvertiseAddr).
 	EnvAdvertise = "BABELFISH_ADVERTISE"
@@ -77,10 +80,14 @@ type Config struct {
 	// Listener, when set, is used instead of ListenAddr (tests and callers
 	// that must know the port before Join). Join takes ownership of it.
 	Listener net.Listener
-	// RingListener, when set in rendezvous mode, is where this rank serves
-	// its ring data path (Ring over large HTTP/2 frames; see Join). Default:
-	// a free port on the host of the main listener. Join takes ownership of
-	// it; with a static peer list it is closed unused.
+	// RingListenAddr is where this rank serves its ring data path in
+	// rendezvous mode: Collective/Ring alone, over HTTP/2 frames of up to
+	// 16 MiB (grpc-go's server, on ListenAddr, takes 16 KiB). Other ranks
+	// learn it at the rendezvous, with the host they reach this rank at.
+	// Default: a free port on the host of ListenAddr.
+	RingListenAddr string
+	// RingListener, when set, is used instead of RingListenAddr. Join takes
+	// ownership of it; with a static peer list it is closed unused.
 	RingListener net.Listener
 	// AdvertiseAddr is what other ranks dial to reach this rank in
 	// rendezvous mode. Default: the listener's address, with an unspecified
@@ -117,6 +124,7 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	cfg := Config{
 		Rendezvous:        get(EnvRendezvous),
 		ListenAddr:        get(EnvListen),
+		RingListenAddr:    get(EnvRingListen),
 		AdvertiseAddr:     get(EnvAdvertise),
 		JobID:             get(EnvJobID),
 		Generation:        get(EnvGeneration),
@@ -204,6 +212,11 @@ func (c *Config) Validate() error {
 	if c.ListenAddr != "" {
 		if err := checkAddr(c.ListenAddr, true); err != nil {
 			return fmt.Errorf("collective: %s: %w", EnvListen, err)
+		}
+	}
+	if c.RingListenAddr != "" {
+		if err := checkAddr(c.RingListenAddr, true); err != nil {
+			return fmt.Errorf("collective: %s: %w", EnvRingListen, err)
 		}
 	}
 	if c.AdvertiseAddr != "" {

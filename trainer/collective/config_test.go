@@ -60,6 +60,12 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "rendezvous without host", env: with(EnvRendezvous, ":7070"), want: []string{EnvRendezvous, "no host"}},
 		{name: "bad listen", env: with(EnvListen, "nope"), want: []string{EnvListen, "host:port"}},
 		{name: "bad advertise", env: with(EnvAdvertise, "h:0"), want: []string{EnvAdvertise, "[1, 65535]"}},
+		{name: "ring listen", env: with(EnvRingListen, ":29501"), check: func(t *testing.T, c Config) {
+			if c.RingListenAddr != ":29501" {
+				t.Errorf("ring listen %q", c.RingListenAddr)
+			}
+		}},
+		{name: "bad ring listen", env: with(EnvRingListen, "h:70000"), want: []string{EnvRingListen, "70000"}},
 		{name: "bad duration", env: with(EnvOpTimeout, "10"), want: []string{EnvOpTimeout, `"10"`, "duration"}},
 		{name: "negative timeout", env: with(EnvRendezvousTimeout, "-1s"), want: []string{EnvRendezvousTimeout, "-1s", "out of range"}},
 		{name: "timeout too long", env: with(EnvOpTimeout, "48h"), want: []string{EnvOpTimeout, "48h", "24h"}},

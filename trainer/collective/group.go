@@ -359,12 +359,16 @@ func (g *Group) listen() error {
 		// each rank also tells where its ring data path listens.
 		rl := g.cfg.RingListener
 		if rl == nil {
-			host, _, _ := net.SplitHostPort(lis.Addr().String())
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-				host = ""
+			addr := g.cfg.RingListenAddr
+			if addr == "" {
+				host, _, _ := net.SplitHostPort(lis.Addr().String())
+				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+					host = ""
+				}
+				addr = net.JoinHostPort(host, "0")
 			}
-			if rl, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil {
-				return fmt.Errorf("collective: rank %d: listen for the ring data path: %w", g.rank, err)
+			if rl, err = net.Listen("tcp", addr); err != nil {
+				return fmt.Errorf("collective: rank %d: listen for the ring data path on %s (%s): %w", g.rank, addr, EnvRingListen, err)
 			}
 		}
 		ahost, _, _ := net.SplitHostPort(g.addr)
