@@ -1,8 +1,9 @@
 // Command trainer benchmarks the trainer's communication layer: ring
 // all-reduce over gRPC (package trainer/collective) among 4 ranks on
 // loopback, each rank a separate process that joins through the real
-// rendezvous, against raw TCP loopback throughput measured by the same
-// processes in the same run. It prints
+// rendezvous (so the ring runs over each rank's ring data path, gRPC with
+// large HTTP/2 frames), against raw TCP loopback throughput measured by the
+// same processes in the same run. It prints
 //
 //	bench trainer allreduce_ratio=… busbw_MBps=… tcp_MBps=… cpu_ratio=… raw_allreduce_ratio=… raw_busbw_MBps=…
 //
@@ -19,7 +20,7 @@
 // the same ring algorithm (reduce-scatter summing into the buffer, then
 // all-gather) over the baseline's raw TCP connections without gRPC:
 // raw_allreduce_ratio separates what the algorithm costs from what the
-// gRPC transport adds.
+// transport adds (that ring reads a whole segment, then sums it).
 // cpu_ratio is the CPU time (user+system, all ranks) the baseline cost over
 // what the all-reduce cost, median over rounds: on a machine whose cores
 // are shared with other work it says what the wall-clock ratio would be if
