@@ -49,7 +49,37 @@ const (
 	// h2IOTimeout bounds the handshake and each control write, so a peer
 	// that stops reading cannot hold a rank forever.
 	h2IOTimeout = 10 * time.Second
+	// h2MaxHeaderBlock bounds a header block (HEADERS plus CONTINUATION):
+	// ring streams carry a few short headers.
+	h2MaxHeaderBlock = 64 << 10
 )
+
+func newHeaderDecoder() *hpack.Decoder {
+	d := hpack.NewDecoder(4096, nil)
+	d.SetMaxStringLength(h2MaxHeaderBlock)
+	return d
+}
+
+// addFragment starts or extends a header block; it fails past
+// h2MaxHeaderBlock or for a CONTINUATION without a block.
+func addFragment(block **headerBlock, h frameHeader, p []byte) error {
+	if h.typ == frameHeaders {
+		frag, err := headersFragment(h, p)
+		if err != nil {
+			return err
+		}
+		*block = &headerBlock{stream: h.stream, endStream: h.flags&flagEndStream != 0, frag: frag}
+	} else {
+		if *block == nil {
+			return errors.New("CONTINUATION without HEADERS")
+		}
+		(*block).frag = append((*block).frag, p...)
+	}
+	if len((*block).frag) > h2MaxHeaderBlock {
+		return fmt.Errorf("header block over %d bytes", h2MaxHeaderBlock)
+	}
+	return nil
+}
 
 // HTTP/2 frame types, flags and settings (RFC 9113).
 const (
@@ -408,7 +438,7 @@ func (c *ringClient) CloseSend() error {
 // read handles every frame the server sends until the stream ends.
 func (c *ringClient) read() {
 	r := bufio.NewReaderSize(c.conn, 16<<10)
-	dec := hpack.NewDecoder(4096, nil)
+	dec := newHeaderDecoder()
 	var hb [h2HeaderLen]byte
 	var block *headerBlock
 	gotHeaders := false
@@ -466,19 +496,9 @@ func (c *ringClient) read() {
 				return
 			}
 		case frameHeaders, frameContinuation:
-			if h.typ == frameHeaders {
-				frag, err := headersFragment(h, p)
-				if err != nil {
-					c.finish(status.Error(codes.Internal, err.Error()))
-					return
-				}
-				block = &headerBlock{stream: h.stream, endStream: h.flags&flagEndStream != 0, frag: frag}
-			} else {
-				if block == nil {
-					c.finish(status.Error(codes.Internal, "CONTINUATION without HEADERS"))
-					return
-				}
-				block.frag = append(block.frag, p...)
+			if err := addFragment(&block, h, p); err != nil {
+				c.finish(status.Error(codes.Internal, err.Error()))
+				return
 			}
 			if h.flags&flagEndHeaders == 0 {
 				continue
@@ -650,7 +670,10 @@ func (rc *ringConn) trailers(id uint32, headersSent bool, err error) error {
 func (rc *ringConn) serve() {
 	g := rc.g
 	defer rc.conn.Close()
-	defer rc.endStream(nil) // a connection that drops ends its stream
+	// A connection dropped for a protocol error ends its stream too.
+	defer func() {
+		rc.endStream(fmt.Errorf("ring stream from left neighbour (rank %d) ended: HTTP/2 protocol error", g.left))
+	}()
 	r := bufio.NewReaderSize(rc.conn, 16<<10)
 	_ = rc.conn.SetReadDeadline(time.Now().Add(h2IOTimeout))
 	var pre [len(h2Preface)]byte
@@ -664,7 +687,7 @@ func (rc *ringConn) serve() {
 	if rc.write(b) != nil {
 		return
 	}
-	dec := hpack.NewDecoder(4096, nil)
+	dec := newHeaderDecoder()
 	var hb [h2HeaderLen]byte
 	var block *headerBlock
 	for {
@@ -709,17 +732,8 @@ func (rc *ringConn) serve() {
 				_ = rc.write(appendFrame(nil, frameRSTStream, 0, h.stream, binary.BigEndian.AppendUint32(nil, errCodeStreamClosed)))
 			}
 		case frameHeaders, frameContinuation:
-			if h.typ == frameHeaders {
-				frag, err := headersFragment(h, p)
-				if err != nil {
-					return
-				}
-				block = &headerBlock{stream: h.stream, endStream: h.flags&flagEndStream != 0, frag: frag}
-			} else {
-				if block == nil {
-					return
-				}
-				block.frag = append(block.frag, p...)
+			if addFragment(&block, h, p) != nil {
+				return // a protocol error: drop the connection
 			}
 			if h.flags&flagEndHeaders == 0 {
 				continue
