@@ -16,10 +16,10 @@ import (
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 
 	babelfishv1 "babelfish.dev/babelfish/api/babelfish/v1"
+	"babelfish.dev/babelfish/internal/bufpool"
 	"babelfish.dev/babelfish/model"
 	"babelfish.dev/babelfish/model/registry"
 	"babelfish.dev/babelfish/objstore"
@@ -94,7 +94,10 @@ func New(store *objstore.Client, modelName string, opts ...Option) (*Server, err
 		grpc.MaxSendMsgSize(64 << 20),
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamAuth),
-		experimental.BufferPool(newBufferPool()),
+		// Receive buffers at every power of two and not zeroed: gRPC's
+		// default jumps from 32 KiB to 1 MiB (a whole MiB for a request of
+		// a few seconds of audio) and clears each buffer it hands out.
+		experimental.BufferPool(&bufpool.Pool{}),
 	}
 	if o.tls != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.tls)))
@@ -104,22 +107,6 @@ func New(store *objstore.Client, modelName string, opts ...Option) (*Server, err
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil
-}
-
-// newBufferPool is gRPC's receive buffer pool with a tier at every power of
-// two from 256 B to 32 MiB. gRPC's default jumps from 32 KiB to 1 MiB, so
-// each request of a few seconds of audio (tens of KiB) took a whole MiB,
-// zeroed again whenever a GC had emptied the pool.
-func newBufferPool() mem.BufferPool {
-	exps := make([]uint8, 0, 18)
-	for e := uint8(8); e <= 25; e++ {
-		exps = append(exps, e)
-	}
-	p, err := mem.NewBinaryTieredBufferPool(exps...)
-	if err != nil {
-		panic(err) // the exponents are constants in range
-	}
-	return p
 }
 
 // Ready is closed once the first release is warm and serving.

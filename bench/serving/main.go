@@ -22,11 +22,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	babelfishv1 "babelfish.dev/babelfish/api/babelfish/v1"
 	"babelfish.dev/babelfish/audio"
+	"babelfish.dev/babelfish/internal/bufpool"
 	"babelfish.dev/babelfish/internal/testenv"
 	"babelfish.dev/babelfish/model"
 	"babelfish.dev/babelfish/model/registry"
@@ -328,7 +330,10 @@ func withServer(ctx context.Context, st *objstore.Client, lim serving.Limits, cf
 		return fmt.Errorf("server not ready after 2 minutes")
 	}
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(clientCodec{encoding.GetCodecV2(grpcproto.Name)})))
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(clientCodec{encoding.GetCodecV2(grpcproto.Name)})),
+		// Answers land in buffers that are not zeroed first, as the server's
+		// requests do.
+		experimental.WithBufferPool(&bufpool.Pool{}))
 	if err != nil {
 		return err
 	}

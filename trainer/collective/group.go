@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	collectivev1 "babelfish.dev/babelfish/api/collective/v1"
+	"babelfish.dev/babelfish/internal/bufpool"
 )
 
 // Request metadata keys that identify the sender of a Ring stream.
@@ -50,7 +51,7 @@ type Group struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	pool   *dirtyPool
+	pool   *bufpool.Pool
 	codec  codec
 	server *grpc.Server
 	addr   string // where this rank serves, as the other ranks dial it
@@ -104,7 +105,7 @@ func Join(ctx context.Context, cfg Config) (_ *Group, err error) {
 		size:        cfg.WorldSize,
 		left:        (cfg.Rank + cfg.WorldSize - 1) % cfg.WorldSize,
 		right:       (cfg.Rank + 1) % cfg.WorldSize,
-		pool:        &dirtyPool{},
+		pool:        &bufpool.Pool{},
 		codec:       newCodec(),
 		attachCh:    make(chan struct{}),
 		inbound:     make(chan *wireChunk, inboundDepth),

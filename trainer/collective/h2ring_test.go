@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	collectivev1 "babelfish.dev/babelfish/api/collective/v1"
+	"babelfish.dev/babelfish/internal/bufpool"
 )
 
 // ringTestGroup is rank 1 of 2 with nothing but what its ring server
@@ -26,7 +27,7 @@ func ringTestGroup(t testing.TB, chunkBytes int) (*Group, *ringServer) {
 		cfg:  Config{JobID: "job", Generation: "gen", ChunkBytes: chunkBytes},
 		log:  quietLogger(),
 		rank: 1, size: 2, left: 0, right: 0,
-		pool:        &dirtyPool{},
+		pool:        &bufpool.Pool{},
 		attachCh:    make(chan struct{}),
 		inbound:     make(chan *wireChunk, inboundDepth),
 		inboundDone: make(chan struct{}),

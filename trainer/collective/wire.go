@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
 	"sync"
 	"unsafe"
 
@@ -310,39 +309,6 @@ func (c *cursor) views(n int, dst [][]byte) [][]byte {
 		n -= k
 	}
 	return dst
-}
-
-// dirtyPool is a mem.BufferPool that, unlike gRPC's default, does not zero
-// buffers on Get: every receive buffer is overwritten by the network before
-// it is read, and zeroing costs a full pass over every received byte. The
-// pool is private to one Group, so no other code sees stale bytes.
-type dirtyPool struct {
-	classes [65]sync.Pool // by bits.Len of capacity-1: powers of two
-}
-
-func (p *dirtyPool) Get(n int) *[]byte {
-	c := sizeClass(n)
-	if b, ok := p.classes[c].Get().(*[]byte); ok {
-		*b = (*b)[:n]
-		return b
-	}
-	b := make([]byte, n, 1<<c)
-	return &b
-}
-
-func (p *dirtyPool) Put(b *[]byte) {
-	c := sizeClass(cap(*b))
-	if cap(*b) != 1<<c {
-		return // not one of ours
-	}
-	p.classes[c].Put(b)
-}
-
-func sizeClass(n int) int {
-	if n <= 1 {
-		return 0
-	}
-	return bits.Len(uint(n - 1))
 }
 
 // littleEndian reports whether float32 memory is already in wire order.
