@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -300,5 +301,66 @@ func TestNeighbourLeavingIsNotAWarning(t *testing.T) {
 			got = append(got, r.Level.String())
 		}
 		t.Fatalf("rank 1 logged %q for the group breaking, want one INFO", got)
+	}
+}
+
+// TestFrozenRightNeighbour: a right neighbour that takes the ring stream
+// and then stops reading (a frozen process, a host gone without a word)
+// fills the socket; the op timeout still ends the all-reduce promptly,
+// because a failing group drops its outbound stream.
+func TestFrozenRightNeighbour(t *testing.T) {
+	l0, l1 := listenLoopback(t), listenLoopback(t)
+	peers := []string{l0.Addr().String(), l1.Addr().String()}
+	release := make(chan struct{})
+	defer close(release)
+	go func() {
+		c, err := l1.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		pre := make([]byte, len(h2Preface))
+		if _, err := io.ReadFull(c, pre); err != nil {
+			return
+		}
+		b := appendFrame(nil, frameSettings, 0, 0, settingsPayload(settingInitialWindowSize, h2MaxWindow, settingMaxFrameSize, h2MaxFrame))
+		b = windowUpdate(b, 0, h2MaxWindow-h2InitWindow)
+		b = appendFrame(b, frameHeaders, flagEndHeaders, ringStreamID, encodeHeaders(":status", "200", "content-type", "application/grpc"))
+		if _, err := c.Write(b); err != nil {
+			return
+		}
+		<-release // and never read again
+	}()
+	// Rank 1's own stream to rank 0, so that rank 0 joins.
+	in := make(chan *ringClient, 1)
+	go func() {
+		c, err := dialRing(context.Background(), peers[0], mdJob, "test", mdGeneration, "1", mdRank, "1")
+		if err != nil {
+			t.Error(err)
+		}
+		in <- c
+	}()
+	g, err := Join(context.Background(), Config{Rank: 0, WorldSize: 2, Peers: peers, Listener: l0, JobID: "test", Generation: "1",
+		RendezvousTimeout: 10 * time.Second, OpTimeout: time.Second, ChunkBytes: 1 << 20, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if c := <-in; c != nil {
+		defer c.Close()
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- g.AllReduce(context.Background(), make([]float32, 8<<20)) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), EnvOpTimeout) {
+			t.Errorf("AllReduce: %v, want the op timeout (%s)", err, EnvOpTimeout)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("AllReduce with a 1 s op timeout returned after %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AllReduce with a 1 s op timeout still blocked after 10 s")
 	}
 }

@@ -306,7 +306,12 @@ func (g *Group) maxMsgSize() int { return g.cfg.ChunkBytes + 1024 }
 // system call moves many 16 KiB HTTP/2 frames.
 const sockBufSize = 512 << 10
 
-func (g *Group) listen() error {
+func (g *Group) listen() (err error) {
+	defer func() {
+		if rl := g.cfg.RingListener; err != nil && g.ringSrv == nil && rl != nil {
+			rl.Close() // Join owns it
+		}
+	}()
 	lis := g.cfg.Listener
 	if lis == nil {
 		addr := g.cfg.ListenAddr
@@ -456,6 +461,11 @@ func (g *Group) connect(ctx context.Context) error {
 		return fmt.Errorf("collective: rank %d: open ring stream to right neighbour (rank %d) at %s: %w", g.rank, g.right, addr, err)
 	}
 	g.out = out
+	// When the group ends, for a failure or a Close, drop the stream: a
+	// send blocked on a neighbour that stopped reading then fails at once,
+	// so Config.OpTimeout bounds every operation. (Close's graceful part
+	// half-closes the stream before the group's context ends.)
+	context.AfterFunc(g.ctx, out.Close)
 	go func() {
 		defer close(g.outDone)
 		// The server never sends; the stream ends with io.EOF once the

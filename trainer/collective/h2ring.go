@@ -317,9 +317,16 @@ func dialRing(ctx context.Context, addr string, md ...string) (*ringClient, erro
 // ringKeepAlive notices a peer that vanished without closing its socket.
 var ringKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}
 
-func (c *ringClient) write(b []byte) error {
+// write sends control frames, bounded by timeout so that a peer that
+// stopped reading cannot hold the caller; data writes (writeData) are
+// bounded by the group instead, which drops the connection when it fails.
+func (c *ringClient) write(b []byte) error { return c.writeWithin(b, h2IOTimeout) }
+
+func (c *ringClient) writeWithin(b []byte, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	defer c.conn.SetWriteDeadline(time.Time{})
 	_, err := c.conn.Write(b)
 	return err
 }
@@ -432,7 +439,7 @@ func (c *ringClient) writeData(segs [2][]byte, off, n int) error {
 // CloseSend half-closes the stream: the server reads io.EOF after the
 // last chunk.
 func (c *ringClient) CloseSend() error {
-	return c.write(appendFrameHeader(nil, 0, frameData, flagEndStream, ringStreamID))
+	return c.writeWithin(appendFrameHeader(nil, 0, frameData, flagEndStream, ringStreamID), closeGrace)
 }
 
 // read handles every frame the server sends until the stream ends.
@@ -608,9 +615,9 @@ func (s *ringServer) serve() {
 	}
 }
 
-// stop closes the listener and waits for every connection to end: at once
-// for idle ones, after its status for the ring stream (the group's context
-// has ended), and after grace at most.
+// stop closes the listener and waits for every connection to end: the
+// ring stream's once its status is out (the group's context has ended
+// before stop is called), and any other after grace at most.
 func (s *ringServer) stop(grace time.Duration) {
 	s.lis.Close()
 	done := make(chan struct{})
@@ -639,6 +646,7 @@ type ringConn struct {
 	ended     bool // its end (or failure) was handled
 	consumed  int  // bytes not yet returned to the client's windows
 	msg       msgReader
+	stopped   chan struct{} // closed once afterStop's function is done
 	head      [placeHead]byte
 	scratch   []byte // payloads summed in by place
 	afterStop func() bool
@@ -661,8 +669,13 @@ func (rc *ringConn) trailers(id uint32, headersSent bool, err error) error {
 		kv = append(kv, ":status", "200", "content-type", "application/grpc")
 	}
 	kv = append(kv, "grpc-status", strconv.Itoa(int(st.Code())))
-	if st.Message() != "" {
-		kv = append(kv, "grpc-message", grpcMessageEscape(st.Message()))
+	if m := st.Message(); m != "" {
+		// One HEADERS frame must hold it within every peer's minimum
+		// frame size.
+		if len(m) > 2048 {
+			m = m[:2048] + "..."
+		}
+		kv = append(kv, "grpc-message", grpcMessageEscape(m))
 	}
 	return rc.write(appendFrame(nil, frameHeaders, flagEndHeaders|flagEndStream, id, encodeHeaders(kv...)))
 }
@@ -670,9 +683,14 @@ func (rc *ringConn) trailers(id uint32, headersSent bool, err error) error {
 func (rc *ringConn) serve() {
 	g := rc.g
 	defer rc.conn.Close()
-	// A connection dropped for a protocol error ends its stream too.
+	// A connection dropped early ends its stream too, with the reason:
+	// a failed write, or a protocol error when exit stays nil.
+	var exit error
 	defer func() {
-		rc.endStream(fmt.Errorf("ring stream from left neighbour (rank %d) ended: HTTP/2 protocol error", g.left))
+		if exit == nil {
+			exit = errors.New("HTTP/2 protocol error")
+		}
+		rc.endStream(fmt.Errorf("ring stream from left neighbour (rank %d) ended: %w", g.left, exit))
 	}()
 	r := bufio.NewReaderSize(rc.conn, 16<<10)
 	_ = rc.conn.SetReadDeadline(time.Now().Add(h2IOTimeout))
@@ -684,7 +702,7 @@ func (rc *ringConn) serve() {
 	b := appendFrame(nil, frameSettings, 0, 0, settingsPayload(
 		settingMaxConcurrent, 1, settingInitialWindowSize, h2MaxWindow, settingMaxFrameSize, h2MaxFrame))
 	b = windowUpdate(b, 0, h2MaxWindow-h2InitWindow)
-	if rc.write(b) != nil {
+	if exit = rc.write(b); exit != nil {
 		return
 	}
 	dec := newHeaderDecoder()
@@ -716,12 +734,16 @@ func (rc *ringConn) serve() {
 		}
 		switch h.typ {
 		case frameSettings:
-			if h.flags&flagAck == 0 && rc.write(appendFrame(nil, frameSettings, flagAck, 0, nil)) != nil {
-				return
+			if h.flags&flagAck == 0 {
+				if exit = rc.write(appendFrame(nil, frameSettings, flagAck, 0, nil)); exit != nil {
+					return
+				}
 			}
 		case framePing:
-			if h.flags&flagAck == 0 && rc.write(appendFrame(nil, framePing, flagAck, 0, p)) != nil {
-				return
+			if h.flags&flagAck == 0 {
+				if exit = rc.write(appendFrame(nil, framePing, flagAck, 0, p)); exit != nil {
+					return
+				}
 			}
 		case frameData:
 			// Data for a stream that is not (or no longer) the ring's.
@@ -744,7 +766,7 @@ func (rc *ringConn) serve() {
 			if err != nil {
 				return
 			}
-			if err := rc.open(hbk, hs); err != nil {
+			if exit = rc.open(hbk, hs); exit != nil {
 				return
 			}
 		case frameRSTStream:
@@ -787,7 +809,9 @@ func (rc *ringConn) open(b *headerBlock, hs map[string]string) error {
 	}
 	close(g.attachCh)
 	// When the group ends, tell the neighbour why and stop reading.
+	rc.stopped = make(chan struct{})
 	rc.afterStop = context.AfterFunc(g.ctx, func() {
+		defer close(rc.stopped)
 		_ = rc.trailers(rc.stream, true, status.Error(codes.Aborted, context.Cause(g.ctx).Error()))
 		if tc, ok := rc.conn.(interface{ CloseWrite() error }); ok {
 			_ = tc.CloseWrite()
@@ -847,7 +871,7 @@ func (rc *ringConn) data(r io.Reader, h frameHeader) error {
 		c := new(wireChunk)
 		if err := c.parse(msg); err != nil {
 			msg.Free()
-			return status.Errorf(codes.InvalidArgument, "%s: %v", left, err)
+			return err
 		}
 		c.msg = msg
 		select {
@@ -950,7 +974,12 @@ func (rc *ringConn) endStream(err error) {
 	g := rc.g
 	rc.msg.reset()
 	if rc.afterStop != nil && !rc.afterStop() {
-		// The group ended: the status went out already.
+		// The group ended: its status is on the way; let it out before the
+		// connection closes.
+		select {
+		case <-rc.stopped:
+		case <-time.After(h2IOTimeout):
+		}
 	} else if errors.Is(err, io.EOF) {
 		_ = rc.trailers(rc.stream, true, nil)
 	} else if err != nil {
@@ -994,11 +1023,11 @@ func (m *msgReader) feed(buf mem.Buffer, deliver func(mem.BufferSlice) error) er
 				break
 			}
 			if m.prefix[0] != 0 {
-				return status.Error(codes.Unimplemented, "compressed chunk: ring chunks are sent uncompressed")
+				return errors.New("compressed chunk: ring chunks are sent uncompressed")
 			}
 			m.need = int(binary.BigEndian.Uint32(m.prefix[1:]))
 			if m.need > m.max {
-				return status.Errorf(codes.ResourceExhausted, "chunk message of %d bytes over the limit %d", m.need, m.max)
+				return fmt.Errorf("chunk message of %d bytes over the limit %d: do all ranks set the same chunk size (Config.ChunkBytes)?", m.need, m.max)
 			}
 		}
 		k := min(m.need, len(d)-off)

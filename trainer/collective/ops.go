@@ -247,6 +247,7 @@ type ringOp struct {
 	recvIndex map[[2]uint64]int // (step, offset) -> index in plan.recvs
 	placeMu   sync.Mutex        // held while a payload is being placed
 	finished  bool              // guarded by placeMu: no placing any more
+	claimed   []bool            // guarded by placeMu: receives placed already
 }
 
 // place returns the part of buf that the payload of w (n bytes) is for,
@@ -264,7 +265,10 @@ func (op *ringOp) place(w *wireChunk, n int) (dst []float32, add, ok bool) {
 		return nil, false, false
 	}
 	t := op.plan.recvs[i]
-	if n != 4*(t.hi-t.lo) {
+	// A receive that is done (or placed) is never applied again: a
+	// duplicate from a faulty peer goes the general way, where the
+	// operation's own check rejects it.
+	if n != 4*(t.hi-t.lo) || int64(i) < op.recvDone.Load() {
 		return nil, false, false
 	}
 	if t.dep >= 0 {
@@ -275,10 +279,11 @@ func (op *ringOp) place(w *wireChunk, n int) (dst []float32, add, ok bool) {
 		}
 	}
 	op.placeMu.Lock()
-	if op.finished {
+	if op.finished || op.claimed[i] {
 		op.placeMu.Unlock()
 		return nil, false, false
 	}
+	op.claimed[i] = true
 	return op.buf[t.lo:t.hi], t.add, true
 }
 
@@ -300,6 +305,7 @@ func (op *ringOp) run(ctx context.Context) error {
 	for i := range op.releases {
 		op.releases[i] = newRelease()
 	}
+	op.claimed = make([]bool, len(op.plan.recvs))
 	op.recvIndex = make(map[[2]uint64]int, len(op.plan.recvs))
 	for i, t := range op.plan.recvs {
 		if t.hi > t.lo {
