@@ -173,6 +173,24 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 
+// setVarint stores a varint field; unknown fields are ignored.
+func (w *wireChunk) setVarint(num protowire.Number, v uint64) {
+	switch num {
+	case fieldOp:
+		w.op = v
+	case fieldStep:
+		w.step = uint32(v)
+	case fieldOffset:
+		w.offset = v
+	case fieldKind:
+		w.kind = collectivev1.Kind(int32(v))
+	case fieldLength:
+		w.length = v
+	case fieldRoot:
+		w.root = uint32(v)
+	}
+}
+
 // parse decodes a Chunk spread over the buffers of data without copying the
 // payload. Fields may come in any order; unknown fields are skipped; a
 // repeated data field replaces the earlier one, as protobuf says.
@@ -193,20 +211,7 @@ func (w *wireChunk) parse(data mem.BufferSlice) error {
 			if err != nil {
 				return err
 			}
-			switch num {
-			case fieldOp:
-				w.op = v
-			case fieldStep:
-				w.step = uint32(v)
-			case fieldOffset:
-				w.offset = v
-			case fieldKind:
-				w.kind = collectivev1.Kind(int32(v))
-			case fieldLength:
-				w.length = v
-			case fieldRoot:
-				w.root = uint32(v)
-			}
+			w.setVarint(num, v)
 		case protowire.BytesType:
 			n, err := cur.varint()
 			if err != nil {
@@ -433,20 +438,7 @@ func parseHead(b []byte) (w wireChunk, dataOff, dataLen int, ok bool) {
 				return w, 0, 0, false
 			}
 			off += n
-			switch num {
-			case fieldOp:
-				w.op = v
-			case fieldStep:
-				w.step = uint32(v)
-			case fieldOffset:
-				w.offset = v
-			case fieldKind:
-				w.kind = collectivev1.Kind(int32(v))
-			case fieldLength:
-				w.length = v
-			case fieldRoot:
-				w.root = uint32(v)
-			}
+			w.setVarint(num, v)
 		case protowire.BytesType:
 			l, n := protowire.ConsumeVarint(b[off:])
 			if n < 0 || l > 1<<31 {

@@ -251,3 +251,31 @@ func TestPlans(t *testing.T) {
 		}
 	}
 }
+
+// TestParseHead: the fields before the payload and the payload's place
+// come out of a message's first bytes, for every cut that still holds the
+// payload's length; shorter cuts and garbage say not ok.
+func TestParseHead(t *testing.T) {
+	data, _ := encodeLE(floats(300))
+	w := wireChunk{op: 1 << 40, step: 3, offset: 12345, kind: collectivev1.Kind_KIND_BROADCAST, length: 1 << 33, root: 2, data: data}
+	msg := append(w.appendHeader(nil), data...)
+	hdr := len(msg) - len(data)
+	for cut := 0; cut <= hdr+8; cut++ {
+		got, off, n, ok := parseHead(msg[:cut])
+		if cut < hdr {
+			if ok {
+				t.Fatalf("cut %d (< %d header bytes): ok", cut, hdr)
+			}
+			continue
+		}
+		if !ok || off != hdr || n != len(data) || got.op != w.op || got.step != w.step || got.offset != w.offset ||
+			got.kind != w.kind || got.length != w.length || got.root != w.root {
+			t.Fatalf("cut %d: %+v off %d n %d ok %v, want the header of %s at %d, %d bytes", cut, got, off, n, ok, describe(&w), hdr, len(data))
+		}
+	}
+	for _, bad := range [][]byte{{0xff}, {0x08, 0x80}, {0x0b}, {0x42, 0x05, 1}} {
+		if _, _, _, ok := parseHead(bad); ok {
+			t.Errorf("parseHead(%x): ok", bad)
+		}
+	}
+}
