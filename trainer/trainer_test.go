@@ -99,10 +99,12 @@ func joinGroups(t *testing.T, world int, gen string) []*collective.Group {
 	var wg sync.WaitGroup
 	for i := range world {
 		wg.Go(func() {
-			cfg := collective.Config{Rank: i, WorldSize: world, Peers: peers, Listener: lis[i], JobID: "t", Generation: gen,
+			// A rendezvous at rank 0, as the scheduler sets it up: the ring
+			// then runs over each rank's ring data path.
+			cfg := collective.Config{Rank: i, WorldSize: world, Rendezvous: peers[0], Listener: lis[i], JobID: "t", Generation: gen,
 				RendezvousTimeout: 20 * time.Second, OpTimeout: 60 * time.Second, Logger: quiet()}
 			if world == 1 {
-				cfg.Peers = nil
+				cfg.Rendezvous = ""
 			}
 			gs[i], errs[i] = collective.Join(context.Background(), cfg)
 		})
