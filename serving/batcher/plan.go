@@ -19,6 +19,12 @@ type Config struct {
 	MaxQueue int
 	// Instances is how many batches may run at once (>= 1).
 	Instances int
+	// EagerWhenIdle runs a partial batch at once when every executor is
+	// idle, instead of holding it for MaxDelay: with nothing running,
+	// no batch is about to free an executor, and waiting only adds the
+	// delay to a lone request (low load). Under load some executor is
+	// busy, so batches still fill while they wait.
+	EagerWhenIdle bool
 }
 
 // Validate checks every field, naming the bad one and its limit.
@@ -61,8 +67,9 @@ type Decision struct {
 // Plan decides, for queue (oldest first) at time now with free executors
 // free, which items have expired and which run now. A batch is the oldest
 // live item and the next live items with its key, up to MaxBatch; it runs
-// when it is full or when its oldest item has waited MaxDelay. Plan is
-// pure: the same arguments always give the same decision.
+// when it is full, when its oldest item has waited MaxDelay, or (with
+// EagerWhenIdle) when no executor is busy. Plan is pure: the same
+// arguments always give the same decision.
 func Plan[K comparable](cfg Config, queue []Item[K], now time.Time, free int) Decision {
 	var d Decision
 	head := -1
@@ -94,7 +101,8 @@ func Plan[K comparable](cfg Config, queue []Item[K], now time.Time, free int) De
 			batch = append(batch, i)
 		}
 		due := queue[head].Enqueued.Add(cfg.MaxDelay)
-		if len(batch) == cfg.MaxBatch || !now.Before(due) {
+		idle := cfg.EagerWhenIdle && free >= cfg.Instances
+		if len(batch) == cfg.MaxBatch || !now.Before(due) || idle {
 			d.Batch = batch
 			// More may be runnable at once; the caller plans again
 			// after taking this batch out.

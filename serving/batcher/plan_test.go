@@ -15,6 +15,7 @@ func TestPlan(t *testing.T) {
 		return Item[string]{Key: key, Enqueued: ms(enq), Deadline: ms(dl)}
 	}
 	cfg := Config{MaxBatch: 3, MaxDelay: 10 * time.Millisecond, MaxQueue: 100, Instances: 1}
+	eager := Config{MaxBatch: 3, MaxDelay: 10 * time.Millisecond, MaxQueue: 100, Instances: 2, EagerWhenIdle: true}
 	for _, tc := range []struct {
 		name    string
 		cfg     Config
@@ -38,6 +39,9 @@ func TestPlan(t *testing.T) {
 		{name: "deadline before delay wakes early", cfg: cfg, queue: []Item[string]{itd("a", 0, 4)}, now: 1, free: 1, wake: 4},
 		{name: "no delay runs at once", cfg: Config{MaxBatch: 8, MaxQueue: 8, Instances: 1}, queue: []Item[string]{it("a", 0), it("a", 0)}, now: 0, free: 1, batch: []int{0, 1}},
 		{name: "batching off", cfg: Config{MaxBatch: 1, MaxDelay: time.Second, MaxQueue: 8, Instances: 1}, queue: []Item[string]{it("a", 0), it("a", 0)}, now: 0, free: 1, batch: []int{0}},
+		{name: "eager: all idle runs a partial batch at once", cfg: eager, queue: []Item[string]{it("a", 0), it("b", 0), it("a", 1)}, now: 1, free: 2, batch: []int{0, 2}},
+		{name: "eager: one executor busy still waits", cfg: eager, queue: []Item[string]{it("a", 0), it("a", 1)}, now: 2, free: 1, wake: 10},
+		{name: "eager: busy executors, nothing runs", cfg: eager, queue: []Item[string]{it("a", 0)}, now: 20, free: 0, wake: -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Plan(tc.cfg, tc.queue, ms(tc.now), tc.free)
