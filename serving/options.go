@@ -73,17 +73,19 @@ func (l Limits) Validate() error {
 }
 
 // DefaultBatching is the dynamic batcher's default: batches of up to 8, a
-// 2 ms window to fill them while another batch runs, 256 queued requests,
-// two executors. The model
+// 2 ms window to fill them, 256 queued requests, two executors. The model
 // spreads one batch over the CPU cores itself; the second executor fills
 // its batch while the first computes, so the cores do not idle between
 // batches (bench/serving: at 16 clients on 2 cores, 8 x 2 answered about a
-// quarter more requests than 16 x 1, at a lower p99). With no batch
-// running, a partial batch runs at once (EagerWhenIdle): a lone client no
-// longer waits out the window (c=1, loops: 468 answers/s against 210, p50
-// 2 ms against 5), and at c=16 the paired-round gain was unchanged.
+// quarter more requests than 16 x 1, at a lower p99).
+//
+// EagerWhenIdle stays off, as in Triton: it suits light models and hurts
+// heavy ones at middling load. On bench/serving it took loops from 210 to
+// 418-468 answers/s at one client (p50 5 ms to 2) and did not change c=16,
+// but took Griffin-Lim from 86 to 71 answers/s at 8 clients, where partial
+// batches started early left the rest waiting behind them.
 func DefaultBatching() batcher.Config {
-	return batcher.Config{MaxBatch: 8, MaxDelay: 2 * time.Millisecond, MaxQueue: 256, Instances: 2, EagerWhenIdle: true}
+	return batcher.Config{MaxBatch: 8, MaxDelay: 2 * time.Millisecond, MaxQueue: 256, Instances: 2}
 }
 
 type options struct {
