@@ -103,7 +103,6 @@ const (
 	settingInitialWindowSize = 0x4
 	settingMaxFrameSize      = 0x5
 
-	errCodeProtocol     = 0x1
 	errCodeStreamClosed = 0x5
 	errCodeRefused      = 0x7
 	errCodeCancel       = 0x8

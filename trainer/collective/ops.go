@@ -94,8 +94,8 @@ type transfer struct {
 	lo, hi int // element range in the buffer
 	// For a send: the receive (index into plan.recvs) that must finish
 	// before the chunk is ready, or -1.
-	// For a receive: the send (index into plan.sends) whose payload must be
-	// released by gRPC before the chunk may be overwritten, or -1.
+	// For a receive: the send (index into plan.sends) that must have
+	// finished reading the chunk's place before it is overwritten, or -1.
 	dep int
 	add bool // receive: sum into the buffer (else copy)
 }
@@ -336,15 +336,13 @@ func (op *ringOp) run(ctx context.Context) error {
 		// unblocks a sender stuck on flow control.
 		g.fail(fmt.Errorf("%s op %d: %w", kindName(op.kind), op.seq, err))
 	}
+	// Sends finish before they return, so once the sender is done nothing
+	// reads buf any more.
 	if serr := <-sendErr; err == nil {
 		err = serr
 	}
-	if err == nil {
-		err = op.waitReleases(ctx)
-	}
 	if err != nil {
 		g.fail(fmt.Errorf("%s op %d: %w", kindName(op.kind), op.seq, err))
-		// After this gRPC's writer has stopped and no longer reads buf.
 		g.closeOutbound()
 	}
 	return err
@@ -434,17 +432,4 @@ func describe(c *wireChunk) string {
 		s += fmt.Sprintf(" root %d", c.root)
 	}
 	return s
-}
-
-// waitReleases waits until gRPC holds no reference to buf, so the caller
-// may change it.
-func (op *ringOp) waitReleases(ctx context.Context) error {
-	for _, r := range op.releases {
-		select {
-		case <-r.done:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the transport to finish sending: %w", context.Cause(ctx))
-		}
-	}
-	return nil
 }

@@ -44,10 +44,9 @@ type wireChunk struct {
 	length uint64
 	root   uint32
 
-	// Sending: the payload and, when it aliases the caller's buffer, the
-	// release that fires once gRPC no longer reads it.
-	data    []byte
-	release *release
+	// Sending: the payload (the ring client writes it before Send
+	// returns, so it may alias the caller's buffer).
+	data []byte
 
 	// Receiving: the message as gRPC delivered it (one reference held) and
 	// the payload as views into it.
@@ -68,9 +67,8 @@ func (c *wireChunk) free() {
 	}
 }
 
-// release is the mem.BufferPool of one zero-copy payload: gRPC calls Put
-// once it has written (or dropped) every byte, which is when the caller's
-// buffer may change again.
+// release fires once a send has finished reading its part of the caller's
+// buffer, which may then change again.
 type release struct {
 	once sync.Once
 	done chan struct{}
@@ -80,14 +78,10 @@ func newRelease() *release { return &release{done: make(chan struct{})} }
 
 func (r *release) fire() { r.once.Do(func() { close(r.done) }) }
 
-// Get is never called for a buffer made by mem.NewBuffer; it exists to
-// satisfy mem.BufferPool.
-func (r *release) Get(n int) *[]byte { b := make([]byte, n); return &b }
-
-func (r *release) Put(*[]byte) { r.fire() }
-
-// codec is gRPC's proto codec with a zero-copy path for *wireChunk. It
-// keeps the name "proto" so the content type on the wire is unchanged.
+// codec is gRPC's proto codec that also encodes and decodes *wireChunk
+// without copying the payload. It keeps the name "proto" so the content
+// type on the wire is unchanged. grpc-go's server decodes ring chunks with
+// it (static peer lists); a grpc-go client can send them with it.
 type codec struct {
 	proto encoding.CodecV2
 }
@@ -103,25 +97,10 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	}
 	hdr := w.appendHeader(make([]byte, 0, 64))
 	if len(w.data) == 0 {
-		if w.release != nil {
-			w.release.fire()
-		}
 		return mem.BufferSlice{mem.SliceBuffer(hdr)}, nil
 	}
-	data := w.data[:len(w.data):len(w.data)]
-	switch {
-	case w.release == nil:
-		// The payload is a private copy already.
-		return mem.BufferSlice{mem.SliceBuffer(hdr), mem.SliceBuffer(data)}, nil
-	case mem.IsBelowBufferPoolingThreshold(len(data)):
-		// gRPC does not report when it is done with a buffer this small, so
-		// it is copied; small payloads cost nothing that matters.
-		hdr = append(hdr, data...)
-		w.release.fire()
-		return mem.BufferSlice{mem.SliceBuffer(hdr)}, nil
-	default:
-		return mem.BufferSlice{mem.SliceBuffer(hdr), mem.NewBuffer(&data, w.release)}, nil
-	}
+	// The caller keeps the payload unchanged until gRPC has sent it.
+	return mem.BufferSlice{mem.SliceBuffer(hdr), mem.SliceBuffer(w.data[:len(w.data):len(w.data)])}, nil
 }
 
 // appendHeader appends the encoding of every field but the payload's bytes

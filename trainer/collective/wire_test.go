@@ -39,25 +39,11 @@ func split(b []byte, k int) mem.BufferSlice {
 // TestChunkEncodingIsProtobuf: what the codec sends is the protobuf
 // encoding of collectivev1.Chunk, so generated clients can read it.
 func TestChunkEncodingIsProtobuf(t *testing.T) {
-	tests := []struct {
-		name    string
-		values  int
-		aliased bool
-	}{
-		{"empty", 0, true},
-		{"below pooling threshold", 100, true},
-		{"zero-copy", 5000, true},
-		{"private copy", 5000, false},
-	}
 	c := newCodec()
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := floats(tc.values)
-			data, _ := encodeLE(f)
+	for _, values := range []int{0, 100, 5000} {
+		t.Run(fmt.Sprint(values), func(t *testing.T) {
+			data, _ := encodeLE(floats(values))
 			w := &wireChunk{op: 7, step: 3, offset: 1 << 40, kind: collectivev1.Kind_KIND_BROADCAST, length: 99, root: 2, data: data}
-			if tc.aliased {
-				w.release = newRelease()
-			}
 			out, err := c.Marshal(w)
 			if err != nil {
 				t.Fatal(err)
@@ -83,21 +69,6 @@ func TestChunkEncodingIsProtobuf(t *testing.T) {
 			}
 			if !proto.Equal(&got, want) {
 				t.Fatalf("decoded %v, want %v", &got, want)
-			}
-			if tc.aliased {
-				select {
-				case <-w.release.done:
-					if !mem.IsBelowBufferPoolingThreshold(tc.values * 4) {
-						t.Fatal("released while the encoded message still references the payload")
-					}
-				default:
-				}
-				out.Free()
-				select {
-				case <-w.release.done:
-				default:
-					t.Fatal("not released after gRPC freed the message")
-				}
 			}
 		})
 	}
