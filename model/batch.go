@@ -2,33 +2,11 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"gonum.org/v1/gonum/blas/gonum"
 
 	"babelfish.dev/babelfish/model/units"
 )
-
-// linearRows computes Y = X W + b for rows inputs at once (X rows x in, Y
-// rows x out, row-major). Each output adds its terms in the same order as
-// linear, so a row's result is bit for bit the single-input one; walking
-// the weights once for all rows is what makes a batch cheaper per input.
-func linearRows(y, x []float32, rows int, w, b Tensor) {
-	in, out := w.Shape[0], w.Shape[1]
-	for r := range rows {
-		copy(y[r*out:(r+1)*out], b.Data[:out])
-	}
-	for i := range in {
-		wr := w.Data[i*out : (i+1)*out]
-		for r := range rows {
-			xi := x[r*in+i]
-			if xi == 0 {
-				continue
-			}
-			axpy(xi, wr, y[r*out:(r+1)*out])
-		}
-	}
-}
 
 // decodeGreedyBatch decodes encoder inputs xs (see EncoderInput) into
 // language indices langs greedily, all rows in lock step: the same
@@ -38,19 +16,20 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 	c := m.cfg
 	rows := len(xs)
 	in := c.InputSize()
+	idx := make([]int32, c.maxLayerInput())
 	h := make([]float32, rows*in)
 	for r, x := range xs {
 		copy(h[r*in:(r+1)*in], x)
 	}
 	for i, width := range c.EncoderHidden {
 		y := make([]float32, rows*width)
-		linearRows(y, h, rows, m.params.must(fmt.Sprintf("enc.%d.w", i)), m.params.must(fmt.Sprintf("enc.%d.b", i)))
+		linearRows(y, h, rows, m.params.must(fmt.Sprintf("enc.%d.w", i)), m.params.must(fmt.Sprintf("enc.%d.b", i)), idx)
 		relu(y)
 		h = y
 	}
 	hc, hd := c.ContextHidden, c.DecoderHidden
 	ctx := make([]float32, rows*hc)
-	linearRows(ctx, h, rows, m.params.must("ctx.w"), m.params.must("ctx.b"))
+	linearRows(ctx, h, rows, m.params.must("ctx.w"), m.params.must("ctx.b"), idx)
 	lang := m.params.must("ctx.lang").Data
 	for r, l := range langs {
 		row, le := ctx[r*hc:(r+1)*hc], lang[l*hc:(l+1)*hc]
@@ -60,8 +39,8 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 	}
 	relu(ctx)
 	add, gate := make([]float32, rows*hd), make([]float32, rows*hd)
-	linearRows(add, ctx, rows, m.params.must("dec.add.w"), m.params.must("dec.add.b"))
-	linearRows(gate, ctx, rows, m.params.must("dec.gate.w"), m.params.must("dec.gate.b"))
+	linearRows(add, ctx, rows, m.params.must("dec.add.w"), m.params.must("dec.add.b"), idx)
+	linearRows(gate, ctx, rows, m.params.must("dec.gate.w"), m.params.must("dec.gate.b"), idx)
 
 	seqs := make([]units.Sequence, rows)
 	prev := make([]int, rows)
@@ -107,16 +86,15 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 		relu(cur)
 		for _, l := range layers {
 			y := ys[:n*hd]
-			linearRows(y, cur, n, l[0], l[1])
+			linearRows(y, cur, n, l[0], l[1], idx)
 			relu(y)
 			cur, ys = y, cur[:cap(cur)]
 		}
 		hs = cur[:cap(cur)]
 		lg, dl := logits[:n*(c.Units+1)], dls[:n*c.MaxDuration]
-		linearRows(lg, cur, n, uw, ub)
-		linearRows(dl, cur, n, dw, db)
+		linearRows(lg, cur, n, uw, ub, idx)
+		linearRows(dl, cur, n, dw, db, idx)
 		for k, r := range active {
-			lp := logSoftmax(lg[k*(c.Units+1) : (k+1)*(c.Units+1)])
 			drow := dl[k*c.MaxDuration : (k+1)*c.MaxDuration]
 			dur := 0
 			for d, v := range drow {
@@ -124,12 +102,12 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 					dur = d
 				}
 			}
-			if prev[r] < c.Units {
-				lp[prev[r]] = math.Inf(-1)
-			}
-			best := 0
-			for u, v := range lp {
-				if v > lp[best] {
+			// Greedy needs only the most likely unit, and the log-softmax
+			// keeps the logits' order (it subtracts one float64 from
+			// exact float32 values), so the argmax is taken on the logits.
+			best := -1
+			for u, v := range lg[k*(c.Units+1) : (k+1)*(c.Units+1)] {
+				if u != prev[r] && (best < 0 || v > lg[k*(c.Units+1)+best]) {
 					best = u
 				}
 			}
@@ -146,9 +124,7 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 	return seqs
 }
 
-// axpy adds alpha*x to y with gonum's SIMD kernel, two to three times the
-// speed of the plain loop. linear and linearRows both go through it, so a
-// batch row still rounds exactly as a single input does.
+// axpy adds alpha*x to y with gonum's SIMD kernel (gemmAxpy's).
 func axpy(alpha float32, x, y []float32) {
 	gonum.Implementation{}.Saxpy(len(x), alpha, x, 1, y, 1)
 }

@@ -191,6 +191,11 @@ func (c Config) InputDims() int {
 // InputSize is the encoder's input width: Segments x InputDims.
 func (c Config) InputSize() int { return c.Segments * c.InputDims() }
 
+// maxLayerInput is the widest input of any inference layer.
+func (c Config) maxLayerInput() int {
+	return max(c.InputSize(), slices.Max(c.EncoderHidden), c.ContextHidden, c.DecoderHidden)
+}
+
 // LangIndex returns the embedding index of lang, or an error listing the
 // known languages.
 func (c Config) LangIndex(lang string) (int, error) {

@@ -166,23 +166,18 @@ func (m *Model) Decode(input []float32, lang int, opt DecodeOptions) units.Seque
 	return m.beam(base, opt.Beam, maxFrames)
 }
 
-// linear computes y = x W + b for W (in x out, row-major) and b (1 x out).
+// linear computes y = x W + b for W (in x out, row-major) and b (1 x out):
+// linearRows for one row.
 func linear(y, x []float32, w, b Tensor) {
-	out := w.Shape[1]
-	copy(y, b.Data[:out])
-	for i, xi := range x {
-		if xi == 0 {
-			continue
-		}
-		axpy(xi, w.Data[i*out:(i+1)*out], y[:out])
-	}
+	linearRows(y, x, 1, w, b, make([]int32, w.Shape[0]))
 }
 
+// relu clamps x at zero without a branch on the data, which a predictor
+// would miss about half the time; negative values (and -0) become +0.
 func relu(x []float32) {
 	for i, v := range x {
-		if v < 0 {
-			x[i] = 0
-		}
+		b := math.Float32bits(v)
+		x[i] = math.Float32frombits(b &^ uint32(int32(b)>>31))
 	}
 }
 

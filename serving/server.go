@@ -88,6 +88,7 @@ func New(store *objstore.Client, modelName string, opts ...Option) (*Server, err
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 
+	pool := new(bufpool.Pool)
 	gopts := []grpc.ServerOption{
 		// Our own MaxBytes check names the limit; gRPC's would not.
 		grpc.MaxRecvMsgSize(int(o.limits.MaxBytes) + 64<<10),
@@ -97,7 +98,10 @@ func New(store *objstore.Client, modelName string, opts ...Option) (*Server, err
 		// Receive buffers at every power of two and not zeroed: gRPC's
 		// default jumps from 32 KiB to 1 MiB (a whole MiB for a request of
 		// a few seconds of audio) and clears each buffer it hands out.
-		experimental.BufferPool(&bufpool.Pool{}),
+		experimental.BufferPool(pool),
+		// A request in several frames is gathered into a buffer of its
+		// own size from the same pool, not a cleared 1 MiB one.
+		grpc.ForceServerCodecV2(bufpool.Codec{Pool: pool}),
 	}
 	if o.tls != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.tls)))

@@ -159,12 +159,22 @@ func (s *Server) checkClip(c audio.Clip) error {
 		return invalid("audio.wav", "holds %.3f s of audio: limit %g s (MinSeconds)", sec, s.opt.limits.MinSeconds)
 	}
 	// v*0 is 0 for every finite sample and NaN for NaN or ±Inf, and a NaN
-	// survives the sum: one branch-free pass instead of two tests a sample.
-	var z float32
-	for _, v := range c.Samples {
-		z += v * 0
+	// survives the sum: one branch-free pass instead of two tests a
+	// sample, in four independent sums so that each add need not wait
+	// for the one before.
+	var z0, z1, z2, z3 float32
+	x := c.Samples
+	for len(x) >= 4 {
+		z0 += x[0] * 0
+		z1 += x[1] * 0
+		z2 += x[2] * 0
+		z3 += x[3] * 0
+		x = x[4:]
 	}
-	if z != 0 {
+	for _, v := range x {
+		z0 += v * 0
+	}
+	if z0+z1+z2+z3 != 0 {
 		return invalid("audio.wav", "holds NaN or infinite samples")
 	}
 	return nil

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
-	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -330,11 +329,12 @@ func withServer(ctx context.Context, st *objstore.Client, lim serving.Limits, cf
 	case <-time.After(2 * time.Minute):
 		return fmt.Errorf("server not ready after 2 minutes")
 	}
+	// Answers land in buffers that are not zeroed first, as the server's
+	// requests do.
+	pool := new(bufpool.Pool)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newClientCodec())),
-		// Answers land in buffers that are not zeroed first, as the server's
-		// requests do.
-		experimental.WithBufferPool(&bufpool.Pool{}))
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newClientCodec(pool))),
+		experimental.WithBufferPool(pool))
 	if err != nil {
 		return err
 	}
@@ -500,8 +500,8 @@ type clientCodec struct {
 	sent *sync.Map // proto.Message -> []byte
 }
 
-func newClientCodec() clientCodec {
-	return clientCodec{CodecV2: encoding.GetCodecV2(grpcproto.Name), sent: new(sync.Map)}
+func newClientCodec(pool *bufpool.Pool) clientCodec {
+	return clientCodec{CodecV2: bufpool.Codec{Pool: pool}, sent: new(sync.Map)}
 }
 
 func (c clientCodec) Marshal(v any) (mem.BufferSlice, error) {
