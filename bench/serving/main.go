@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -125,7 +126,7 @@ func run() error {
 		runtime.GOMAXPROCS(0), p.inSeconds, len(reqs), mixLo*p.inSeconds, mixHi*p.inSeconds, p.maxOut, p.levels, p.duration)
 	step := int64(1)
 	for _, voc := range strings.Split(*vocoders, ",") {
-		if err := runVocoder(ctx, st, reg, p, lim, reqs, langs, strings.TrimSpace(voc), &step); err != nil {
+		if err := runVocoder(ctx, st, reg, p, lim, m1, reqs, langs, strings.TrimSpace(voc), &step); err != nil {
 			return fmt.Errorf("vocoder %s: %w", voc, err)
 		}
 	}
@@ -134,7 +135,18 @@ func run() error {
 
 // runVocoder measures every mode and the swap times with one vocoder and
 // prints its summary line. step numbers the releases it promotes.
-func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry, p params, lim serving.Limits, reqs []*babelfishv1.TranslateRequest, langs []string, voc string, step *int64) error {
+func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry, p params, lim serving.Limits, m *model.Model, reqs []*babelfishv1.TranslateRequest, langs []string, voc string, step *int64) error {
+	// The model's own work per input, alone and in a batch of MaxBatch,
+	// without gRPC: what batching can save per input, against which the
+	// serving figures are read.
+	cpu1, err := workPerInput(ctx, m, reqs, voc, 1)
+	if err != nil {
+		return err
+	}
+	cpuB, err := workPerInput(ctx, m, reqs, voc, p.batch.MaxBatch)
+	if err != nil {
+		return err
+	}
 
 	modes := []struct {
 		name   string
@@ -176,7 +188,7 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 	// Swap: time from the current flip (Promote returning) to the server
 	// answering with the new release, idle and under load at c=16.
 	var swapIdle, swapLoaded time.Duration
-	err := withServer(ctx, st, lim, modes[1].cfg, voc, 100*time.Millisecond, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
+	err = withServer(ctx, st, lim, modes[1].cfg, voc, 100*time.Millisecond, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
 		*step++
 		m2, err := randomModel(langs, uint64(*step))
 		if err != nil {
@@ -215,8 +227,9 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 	if err != nil {
 		return err
 	}
-	fmt.Printf("bench serving vocoder=%s batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d rounds=%d\n",
-		voc, gain, p99r, vsInst, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0), p.rounds)
+	fmt.Printf("bench serving vocoder=%s batching_gain=%.2f p99_ratio=%.2f gain_vs_instances=%.2f rtf_batch1=%.3f swap_to_serving_s=%.2f swap_to_serving_loaded_s=%.2f poll_s=0.1 cores=%d rounds=%d cpu_ms_per_input_batch1=%.3f cpu_ms_per_input_batch%d=%.3f work_ratio=%.2f\n",
+		voc, gain, p99r, vsInst, rtf, swapIdle.Seconds(), swapLoaded.Seconds(), runtime.GOMAXPROCS(0), p.rounds,
+		ms(cpu1), p.batch.MaxBatch, ms(cpuB), cpuB.Seconds()/cpu1.Seconds())
 	return nil
 }
 
@@ -253,6 +266,46 @@ func pairedRounds(ctx context.Context, st *objstore.Client, lim serving.Limits, 
 		})
 	})
 	return median(gains), median(p99s), median(vsInsts), err
+}
+
+// workPerInput is the process CPU time per input of m.Translate on the
+// request mix in batches of batch, over about two seconds of calls.
+func workPerInput(ctx context.Context, m *model.Model, reqs []*babelfishv1.TranslateRequest, voc string, batch int) (time.Duration, error) {
+	ins := make([]model.Input, len(reqs))
+	for i, r := range reqs {
+		clip, err := audio.DecodeWAV(r.GetAudio().GetWav(), audio.Limits{})
+		if err != nil {
+			return 0, err
+		}
+		ins[i] = model.Input{Audio: clip, TargetLang: r.GetTargetLanguage()}
+	}
+	opt := model.DecodeOptions{MaxSeconds: float64(reqs[0].GetDecode().GetMaxOutputSeconds()), Vocoder: voc}
+	// One pass outside the timing: the loops vocoder renders its loops
+	// on first use.
+	if _, err := m.Translate(ctx, ins[:1], opt); err != nil {
+		return 0, err
+	}
+	n, c0, t0 := 0, cpuTime(), time.Now()
+	for i := 0; time.Since(t0) < 2*time.Second || n == 0; i = (i + batch) % len(ins) {
+		b := make([]model.Input, batch)
+		for k := range b {
+			b[k] = ins[(i+k)%len(ins)]
+		}
+		if _, err := m.Translate(ctx, b, opt); err != nil {
+			return 0, err
+		}
+		n += batch
+	}
+	return (cpuTime() - c0) / time.Duration(n), nil
+}
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func median(xs []float64) float64 {
