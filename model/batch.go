@@ -16,20 +16,20 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 	c := m.cfg
 	rows := len(xs)
 	in := c.InputSize()
-	idx := make([]int32, c.maxLayerInput())
+	gs := newGemmScratch(rows, c.maxLayerInput())
 	h := make([]float32, rows*in)
 	for r, x := range xs {
 		copy(h[r*in:(r+1)*in], x)
 	}
 	for i, width := range c.EncoderHidden {
 		y := make([]float32, rows*width)
-		linearRows(y, h, rows, m.params.must(fmt.Sprintf("enc.%d.w", i)), m.params.must(fmt.Sprintf("enc.%d.b", i)), idx)
+		linearRows(y, h, rows, m.params.must(fmt.Sprintf("enc.%d.w", i)), m.params.must(fmt.Sprintf("enc.%d.b", i)), gs)
 		relu(y)
 		h = y
 	}
 	hc, hd := c.ContextHidden, c.DecoderHidden
 	ctx := make([]float32, rows*hc)
-	linearRows(ctx, h, rows, m.params.must("ctx.w"), m.params.must("ctx.b"), idx)
+	linearRows(ctx, h, rows, m.params.must("ctx.w"), m.params.must("ctx.b"), gs)
 	lang := m.params.must("ctx.lang").Data
 	for r, l := range langs {
 		row, le := ctx[r*hc:(r+1)*hc], lang[l*hc:(l+1)*hc]
@@ -39,8 +39,8 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 	}
 	relu(ctx)
 	add, gate := make([]float32, rows*hd), make([]float32, rows*hd)
-	linearRows(add, ctx, rows, m.params.must("dec.add.w"), m.params.must("dec.add.b"), idx)
-	linearRows(gate, ctx, rows, m.params.must("dec.gate.w"), m.params.must("dec.gate.b"), idx)
+	linearRows(add, ctx, rows, m.params.must("dec.add.w"), m.params.must("dec.add.b"), gs)
+	linearRows(gate, ctx, rows, m.params.must("dec.gate.w"), m.params.must("dec.gate.b"), gs)
 
 	seqs := make([]units.Sequence, rows)
 	prev := make([]int, rows)
@@ -86,14 +86,14 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 		relu(cur)
 		for _, l := range layers {
 			y := ys[:n*hd]
-			linearRows(y, cur, n, l[0], l[1], idx)
+			linearRows(y, cur, n, l[0], l[1], gs)
 			relu(y)
 			cur, ys = y, cur[:cap(cur)]
 		}
 		hs = cur[:cap(cur)]
 		lg, dl := logits[:n*(c.Units+1)], dls[:n*c.MaxDuration]
-		linearRows(lg, cur, n, uw, ub, idx)
-		linearRows(dl, cur, n, dw, db, idx)
+		linearRows(lg, cur, n, uw, ub, gs)
+		linearRows(dl, cur, n, dw, db, gs)
 		for k, r := range active {
 			drow := dl[k*c.MaxDuration : (k+1)*c.MaxDuration]
 			dur := 0

@@ -2,59 +2,58 @@ package model
 
 import "math"
 
+// gemmScratch is linearRows' working space for up to rows inputs of up to
+// in features: each row's list of non-zero inputs.
+type gemmScratch struct {
+	idx   []int32
+	lists [][]int32
+}
+
+func newGemmScratch(rows, in int) *gemmScratch {
+	return &gemmScratch{idx: make([]int32, rows*in), lists: make([][]int32, rows)}
+}
+
 // linearRows computes Y = X W + b for rows inputs at once (X rows x in, Y
-// rows x out, row-major). idx is scratch of at least in elements.
+// rows x out, row-major), with s sized for at least rows and in.
 //
-// Every output adds its terms x[i]*w[i][j] in increasing i, each product
-// rounded to float32 before the sum (no fused multiply-add), so a row's
-// result does not depend on the rows beside it: a batched request gets
-// the numbers it would get alone. Inputs that are zero in every row of a
-// group are skipped; after a ReLU that is about half of them for a single
-// row, and adding a zero product changes no value.
-//
-// Rows go four at a time through a kernel that keeps the outputs in
-// registers and loads each weight once for the group: the weight reuse
-// that makes a batch cheaper per input (see gemmBlock).
-func linearRows(y, x []float32, rows int, w, b Tensor, idx []int32) {
+// Every output adds its terms x[i]*w[i][j] for the row's non-zero inputs
+// in increasing i, each product rounded to float32 before the sum (no
+// fused multiply-add): a row's result is bit for bit what it gets alone,
+// whatever the rows beside it. After a ReLU about half the inputs are
+// zero, and skipping them is worth more than sharing weight loads across
+// rows (which would have to multiply every input any row needs). So each
+// row keeps its own list, and the rows share the weights through the
+// cache instead: the columns go in blocks of 64, and each block serves
+// every row while it is still in cache. For a network larger than the
+// last-level cache that is what makes a batch cheaper per input.
+func linearRows(y, x []float32, rows int, w, b Tensor, s *gemmScratch) {
 	in, out := w.Shape[0], w.Shape[1]
 	for r := range rows {
 		copy(y[r*out:(r+1)*out], b.Data[:out])
+		s.lists[r] = nonzero(s.idx[r*in:(r+1)*in], x[r*in:(r+1)*in])
 	}
-	for r0 := 0; r0 < rows; r0 += gemmRows {
-		rr := min(gemmRows, rows-r0)
-		xs, ys := x[r0*in:(r0+rr)*in], y[r0*out:(r0+rr)*out]
-		ix := nonzero(idx, xs, rr, in)
-		if len(ix) > 0 {
-			gemmBlock(ys, xs, rr, in, out, w.Data, ix)
-		}
-	}
+	gemmBlock(y, x, rows, in, out, w.Data, s.lists[:rows])
 }
 
-// gemmRows is how many rows one kernel call serves.
-const gemmRows = 4
-
-// nonzero returns the inputs i at which some row of x is not zero, in
-// idx's storage (len(idx) >= in). It has no branch on the data: after a
-// ReLU, whether an input is zero is a coin toss the predictor loses.
-func nonzero(idx []int32, x []float32, rows, in int) []int32 {
-	idx = idx[:in]
+// nonzero returns the indices of x's non-zero values (-0 counts as zero)
+// in idx's storage (len(idx) >= len(x)). It has no branch on the data:
+// after a ReLU, whether a value is zero is a coin toss a branch predictor
+// loses.
+func nonzero(idx []int32, x []float32) []int32 {
+	idx = idx[:len(x)]
 	n := 0
-	for i, v := range x[:in] {
-		bits := math.Float32bits(v)
-		for r := 1; r < rows; r++ {
-			bits |= math.Float32bits(x[r*in+i])
-		}
+	for i, v := range x {
 		idx[n] = int32(i)
-		// 1 when some row's magnitude bits are set: -0 counts as zero.
-		n += int((bits&0x7fffffff + 0x7fffffff) >> 31)
+		// 1 when some magnitude bit is set.
+		n += int((math.Float32bits(v)&0x7fffffff + 0x7fffffff) >> 31)
 	}
 	return idx[:n]
 }
 
-// gemmTail adds the terms at idx to columns j0.. of every row, one output
-// at a time, in the same order and rounding as the kernels.
-func gemmTail(y, x []float32, rows, in, out int, w []float32, idx []int32, j0 int) {
-	for r := range rows {
+// gemmTail adds each row's terms to its columns j0.., one output at a
+// time, in the same order and rounding as the kernels.
+func gemmTail(y, x []float32, in, out int, w []float32, lists [][]int32, j0 int) {
+	for r, idx := range lists {
 		xr, yr := x[r*in:(r+1)*in], y[r*out:(r+1)*out]
 		for j := j0; j < out; j++ {
 			acc := yr[j]
@@ -68,15 +67,14 @@ func gemmTail(y, x []float32, rows, in, out int, w []float32, idx []int32, j0 in
 	}
 }
 
-// gemmAxpy is the portable path: for each input, each row adds x*w's row
-// with gonum's SIMD axpy; the same sums in the same order as the kernels.
-func gemmAxpy(y, x []float32, rows, in, out int, w []float32, idx []int32) {
-	for _, i := range idx {
-		wr := w[int(i)*out : (int(i)+1)*out]
-		for r := range rows {
-			if xi := x[r*in+int(i)]; xi != 0 {
-				axpy(xi, wr, y[r*out:(r+1)*out])
-			}
+// gemmAxpy is the portable path: each row adds x[i] times weight row i
+// for its listed inputs with gonum's SIMD axpy; the same sums in the same
+// order as the kernels.
+func gemmAxpy(y, x []float32, in, out int, w []float32, lists [][]int32) {
+	for r, idx := range lists {
+		yr := y[r*out : (r+1)*out]
+		for _, i := range idx {
+			axpy(x[r*in+int(i)], w[int(i)*out:(int(i)+1)*out], yr)
 		}
 	}
 }

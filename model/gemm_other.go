@@ -2,7 +2,7 @@
 
 package model
 
-// gemmBlock adds X[:, idx] W[idx, :] to Y for rows <= gemmRows.
-func gemmBlock(y, x []float32, rows, in, out int, w []float32, idx []int32) {
-	gemmAxpy(y, x, rows, in, out, w, idx)
+// gemmBlock adds, for each row r, X[r, lists[r]] W[lists[r], :] to Y[r].
+func gemmBlock(y, x []float32, rows, in, out int, w []float32, lists [][]int32) {
+	gemmAxpy(y, x, in, out, w, lists)
 }

@@ -169,7 +169,7 @@ func (m *Model) Decode(input []float32, lang int, opt DecodeOptions) units.Seque
 // linear computes y = x W + b for W (in x out, row-major) and b (1 x out):
 // linearRows for one row.
 func linear(y, x []float32, w, b Tensor) {
-	linearRows(y, x, 1, w, b, make([]int32, w.Shape[0]))
+	linearRows(y, x, 1, w, b, newGemmScratch(1, w.Shape[0]))
 }
 
 // relu clamps x at zero without a branch on the data, which a predictor

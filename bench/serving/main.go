@@ -54,6 +54,8 @@ type params struct {
 	rounds    int
 	inSeconds float64
 	maxOut    float64
+	scale     int // network widths times this
+	decLayers int // decoder layers; 0 keeps the default shape's
 }
 
 func run() error {
@@ -71,6 +73,8 @@ func run() error {
 	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")
 	flag.StringVar(&p.profile, "cpuprofile", "", "write a CPU profile of the whole process (server and load generator) at c=16 to PREFIX-<vocoder>-<mode>.pprof")
 	flag.StringVar(&p.memprof, "memprofile", "", "after c=16, write the process's cumulative allocation profile to PREFIX-<vocoder>-<mode>.allocs.pprof (compare modes with pprof -diff_base)")
+	flag.IntVar(&p.scale, "scale", 1, "multiply the network's layer widths by this (the front end and vocoder stay): 4 makes the network, not the signal processing, most of a request")
+	flag.IntVar(&p.decLayers, "decoder-layers", 0, "decoder layers (0: the default shape's)")
 	vocoders := flag.String("vocoders", model.VocoderGriffinLim+","+model.VocoderLoops, "vocoders to serve with, one full run each (serve --vocoder)")
 	flag.Parse()
 	for _, f := range strings.Split(*levels, ",") {
@@ -82,6 +86,12 @@ func run() error {
 	}
 	slices.Sort(p.levels)
 	p.levels = slices.Compact(p.levels)
+	if p.scale < 1 || p.scale > 16 {
+		return fmt.Errorf("-scale %d: want 1..16", p.scale)
+	}
+	if p.decLayers < 0 || p.decLayers > 16 {
+		return fmt.Errorf("-decoder-layers %d: want 0..16", p.decLayers)
+	}
 	if p.rounds < 1 {
 		return fmt.Errorf("-rounds %d: want at least 1", p.rounds)
 	}
@@ -109,7 +119,7 @@ func run() error {
 		return err
 	}
 	langs := []string{"de", "en", "fr"}
-	m1, err := randomModel(langs, 1)
+	m1, err := randomModel(langs, 1, p)
 	if err != nil {
 		return err
 	}
@@ -122,8 +132,8 @@ func run() error {
 	}
 	lim := serving.DefaultLimits()
 	lim.MaxOutputSeconds = p.maxOut
-	fmt.Printf("# cores=%d input=%.1fs (mean of %d clips, %.2f to %.2f s) output<=%.1fs levels=%v duration=%v\n",
-		runtime.GOMAXPROCS(0), p.inSeconds, len(reqs), mixLo*p.inSeconds, mixHi*p.inSeconds, p.maxOut, p.levels, p.duration)
+	fmt.Printf("# cores=%d input=%.1fs (mean of %d clips, %.2f to %.2f s) output<=%.1fs levels=%v duration=%v parameters=%d\n",
+		runtime.GOMAXPROCS(0), p.inSeconds, len(reqs), mixLo*p.inSeconds, mixHi*p.inSeconds, p.maxOut, p.levels, p.duration, m1.Params().Size())
 	step := int64(1)
 	for _, voc := range strings.Split(*vocoders, ",") {
 		if err := runVocoder(ctx, st, reg, p, lim, m1, reqs, langs, strings.TrimSpace(voc), &step); err != nil {
@@ -190,7 +200,7 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 	var swapIdle, swapLoaded time.Duration
 	err = withServer(ctx, st, lim, modes[1].cfg, voc, 100*time.Millisecond, func(s *serving.Server, client babelfishv1.TranslatorClient) error {
 		*step++
-		m2, err := randomModel(langs, uint64(*step))
+		m2, err := randomModel(langs, uint64(*step), p)
 		if err != nil {
 			return err
 		}
@@ -208,7 +218,7 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 		}()
 		time.Sleep(2 * time.Second)
 		*step++
-		m3, err := randomModel(langs, uint64(*step))
+		m3, err := randomModel(langs, uint64(*step), p)
 		if err != nil {
 			stop()
 			return err
@@ -490,10 +500,19 @@ func swapTime(ctx context.Context, st *objstore.Client, reg *registry.Registry, 
 	return time.Since(t0), nil
 }
 
-// randomModel is the default model shape with random weights.
-func randomModel(langs []string, seed uint64) (*model.Model, error) {
+// randomModel is the default model shape (its network scaled as p asks)
+// with random weights.
+func randomModel(langs []string, seed uint64, p params) (*model.Model, error) {
 	cfg := model.DefaultConfig(langs)
 	cfg.Seed = seed
+	for i := range cfg.EncoderHidden {
+		cfg.EncoderHidden[i] *= p.scale
+	}
+	cfg.ContextHidden *= p.scale
+	cfg.DecoderHidden *= p.scale
+	if p.decLayers > 0 {
+		cfg.DecoderLayers = p.decLayers
+	}
 	rng := rand.New(rand.NewPCG(seed, 1))
 	cb := &units.Codebook{K: cfg.Units, Dim: cfg.NMels(), Centroids: make([]float32, cfg.Units*cfg.NMels())}
 	for i := range cb.Centroids {
