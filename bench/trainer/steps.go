@@ -138,20 +138,25 @@ func stepBench(ctx context.Context, sp stepParams) error {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // joinLoopback joins world ranks over loopback with a static peer list
-// (none for one rank).
+// (none for one rank) and each rank's ring data path listed, so the ring
+// runs as it does in a scheduled job.
 func joinLoopback(ctx context.Context, world int, log *slog.Logger) ([]*collective.Group, error) {
 	if world == 1 {
 		return nil, nil
 	}
-	lis := make([]net.Listener, world)
-	peers := make([]string, world)
+	lis := make([]net.Listener, 2*world)
+	addrs := make([]string, 2*world)
 	for i := range lis {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
+			for _, l := range lis[:i] {
+				l.Close()
+			}
 			return nil, err
 		}
-		lis[i], peers[i] = l, l.Addr().String()
+		lis[i], addrs[i] = l, l.Addr().String()
 	}
+	peers, rings := addrs[:world], addrs[world:]
 	gs := make([]*collective.Group, world)
 	errs := make([]error, world)
 	gen := fmt.Sprint(time.Now().UnixNano())
@@ -159,6 +164,7 @@ func joinLoopback(ctx context.Context, world int, log *slog.Logger) ([]*collecti
 	for i := range world {
 		wg.Go(func() {
 			gs[i], errs[i] = collective.Join(ctx, collective.Config{Rank: i, WorldSize: world, Peers: peers, Listener: lis[i],
+				RingPeers: rings, RingListener: lis[world+i],
 				JobID: "bench-steps", Generation: gen, RendezvousTimeout: time.Minute, OpTimeout: 5 * time.Minute, Logger: log})
 		})
 	}

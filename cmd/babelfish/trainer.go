@@ -53,8 +53,10 @@ BABELFISH_PEERS or BABELFISH_RENDEZVOUS (set by the scheduler or the local
 executor); without BABELFISH_WORLD_SIZE it runs a single rank. With a
 rendezvous, each rank also serves the all-reduce's ring data path on
 BABELFISH_RING_LISTEN (default: a free port; the scheduler's pods use the
-rendezvous port + 1). Every flag can
-also be set as ` + trainerEnvPrefix + `<FLAG> (e.g. ` + trainerEnvPrefix + `GLOBAL_BATCH).
+rendezvous port + 1). With static peers, list those data path addresses in
+BABELFISH_RING_PEERS (same order as BABELFISH_PEERS); without it the ring
+runs through the gRPC server on BABELFISH_PEERS, at about half the
+bandwidth. Every flag can also be set as ` + trainerEnvPrefix + `<FLAG> (e.g. ` + trainerEnvPrefix + `GLOBAL_BATCH).
 
 The job resumes from its latest committed checkpoint under
 checkpoints/<job>/. SIGTERM (or SIGINT) finishes the current step on every

@@ -76,7 +76,7 @@ func WorkerEnv(base []string, j *v1alpha1.TrainingJob, w Worker) ([]string, erro
 		name, _, _ := strings.Cut(kv, "=")
 		// A rank's identity comes from the executor only: an executor
 		// started from inside a worker must not leak its own.
-		if override(name) || name == controller.EnvResumeFrom || name == "BABELFISH_PEERS" || name == "BABELFISH_ADVERTISE" {
+		if override(name) || name == controller.EnvResumeFrom || name == "BABELFISH_PEERS" || name == "BABELFISH_RING_PEERS" || name == "BABELFISH_ADVERTISE" {
 			continue
 		}
 		env = append(env, kv)

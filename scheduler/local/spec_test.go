@@ -125,7 +125,7 @@ func envMap(env []string) map[string]string {
 func TestWorkerEnv(t *testing.T) {
 	j := Defaulted(validJob("job-a"))
 	j.Spec.Template.Env = []corev1.EnvVar{{Name: "FOO", Value: "bar"}, {Name: "BABELFISH_RANK", Value: "7"}}
-	base := []string{"PATH=/bin", "BABELFISH_RANK=9", "BABELFISH_PEERS=x:1", "BABELFISH_S3_ENDPOINT=127.0.0.1:9000"}
+	base := []string{"PATH=/bin", "BABELFISH_RANK=9", "BABELFISH_PEERS=x:1", "BABELFISH_RING_PEERS=x:2", "BABELFISH_S3_ENDPOINT=127.0.0.1:9000"}
 	tests := []struct {
 		name string
 		w    Worker
@@ -138,7 +138,7 @@ func TestWorkerEnv(t *testing.T) {
 				"NVIDIA_VISIBLE_DEVICES": "void", "CUDA_VISIBLE_DEVICES": "", "FOO": "bar", "PATH": "/bin",
 				"BABELFISH_S3_ENDPOINT": "127.0.0.1:9000", "BABELFISH_DATASET": "synth", "BABELFISH_DATASET_VERSION": "v1",
 				"BABELFISH_CHECKPOINT_INTERVAL": "10m0s"},
-			[]string{"BABELFISH_PEERS", "BABELFISH_RESUME_FROM"}},
+			[]string{"BABELFISH_PEERS", "BABELFISH_RING_PEERS", "BABELFISH_RESUME_FROM"}},
 		{"rank 1 with GPUs, resuming", Worker{Rank: 1, Rendezvous: "127.0.0.1:4000", Generation: 3, GPUs: []int{2, 3}, GPUMilli: 1000, ResumeFrom: "checkpoints/job-a/000000000010/"},
 			map[string]string{"BABELFISH_RANK": "1", "BABELFISH_LISTEN": "127.0.0.1:0", "BABELFISH_GPU_INDICES": "2,3",
 				"NVIDIA_VISIBLE_DEVICES": "2,3", "CUDA_VISIBLE_DEVICES": "2,3", "BABELFISH_GENERATION": "3",

@@ -22,7 +22,7 @@ func TestAllReduce(t *testing.T) {
 	for _, path := range dataPaths() {
 		for _, tc := range tests {
 			t.Run(fmt.Sprintf("%s/world=%d/chunk=%d", path.name, tc.world, tc.chunkBytes), func(t *testing.T) {
-				gs := startGang(t, tc.world, path.rendezvous, func(c *Config) { c.ChunkBytes = tc.chunkBytes })
+				gs := startGang(t, tc.world, path.gang, func(c *Config) { c.ChunkBytes = tc.chunkBytes })
 				n := tc.world
 				chunk := tc.chunkBytes / 4
 				// Not divisible by the world size, smaller than it, empty, and
@@ -66,7 +66,7 @@ func TestBroadcast(t *testing.T) {
 	for _, path := range dataPaths() {
 		for n := 1; n <= 4; n++ {
 			t.Run(fmt.Sprintf("%s/world=%d", path.name, n), func(t *testing.T) {
-				gs := startGang(t, n, path.rendezvous, nil)
+				gs := startGang(t, n, path.gang, nil)
 				for root := range n {
 					for _, length := range []int{0, 3, 1024, 5000} {
 						bufs := randomBuffers(uint64(100*root+length), n, length)
@@ -120,13 +120,13 @@ func TestBarrier(t *testing.T) {
 
 func TestAllReduceMany(t *testing.T) {
 	for _, path := range dataPaths() {
-		t.Run(path.name, func(t *testing.T) { testAllReduceMany(t, path.rendezvous) })
+		t.Run(path.name, func(t *testing.T) { testAllReduceMany(t, path.gang) })
 	}
 }
 
-func testAllReduceMany(t *testing.T, rendezvous bool) {
+func testAllReduceMany(t *testing.T, mode gang) {
 	const n = 3
-	gs := startGang(t, n, rendezvous, func(c *Config) { c.BucketBytes = MinBucketBytes })
+	gs := startGang(t, n, mode, func(c *Config) { c.BucketBytes = MinBucketBytes })
 	// Bucket of 1024 floats: several small tensors share buckets, some
 	// overflow into the next, and big ones go alone.
 	lengths := []int{10, 300, 700, 50, 1024, 3000, 1, 0, 999, 26}

@@ -21,6 +21,10 @@ const (
 	// EnvPeers is the static peer list: comma-separated host:port, indexed
 	// by rank. Exclusive with EnvRendezvous.
 	EnvPeers = "BABELFISH_PEERS"
+	// EnvRingPeers is, with EnvPeers, each rank's ring data path address:
+	// comma-separated host:port indexed by rank (optional; without it a
+	// static gang runs its ring through grpc-go's server on EnvPeers).
+	EnvRingPeers = "BABELFISH_RING_PEERS"
 	// EnvRendezvous is rank 0's host:port; the other ranks register with it.
 	// Exclusive with EnvPeers.
 	EnvRendezvous = "BABELFISH_RENDEZVOUS"
@@ -70,6 +74,10 @@ type Config struct {
 	// Peers is the static peer list (listen addresses indexed by rank).
 	// Exactly one of Peers and Rendezvous is needed when WorldSize > 1.
 	Peers []string
+	// RingPeers, with Peers, are the ring data path addresses indexed by
+	// rank (see RingListenAddr). Optional: without them the ring runs
+	// through grpc-go's server on Peers, in 16 KiB frames.
+	RingPeers []string
 	// Rendezvous is rank 0's address. Rank 0 listens on it unless
 	// ListenAddr or Listener says otherwise.
 	Rendezvous string
@@ -80,14 +88,17 @@ type Config struct {
 	// Listener, when set, is used instead of ListenAddr (tests and callers
 	// that must know the port before Join). Join takes ownership of it.
 	Listener net.Listener
-	// RingListenAddr is where this rank serves its ring data path in
-	// rendezvous mode: Collective/Ring alone, over HTTP/2 frames of up to
-	// 16 MiB (grpc-go's server, on ListenAddr, takes 16 KiB). Other ranks
-	// learn it at the rendezvous, with the host they reach this rank at.
-	// Default: a free port on the host of ListenAddr.
+	// RingListenAddr is where this rank serves its ring data path:
+	// Collective/Ring alone, over HTTP/2 frames of up to 16 MiB (grpc-go's
+	// server, on ListenAddr, takes 16 KiB). With a rendezvous other ranks
+	// learn it there, with the host they reach this rank at; default: a
+	// free port on the host of ListenAddr. With static peers it serves only
+	// when RingPeers is set; default: all interfaces on the port of
+	// RingPeers[Rank].
 	RingListenAddr string
 	// RingListener, when set, is used instead of RingListenAddr. Join takes
-	// ownership of it; with a static peer list it is closed unused.
+	// ownership of it; with static peers and no RingPeers it is closed
+	// unused.
 	RingListener net.Listener
 	// AdvertiseAddr is what other ranks dial to reach this rank in
 	// rendezvous mode. Default: the listener's address, with an unspecified
@@ -138,9 +149,14 @@ func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	if cfg.Rank, err = envInt(get, EnvRank); err != nil {
 		return Config{}, err
 	}
-	if p := get(EnvPeers); p != "" {
-		for _, a := range strings.Split(p, ",") {
-			cfg.Peers = append(cfg.Peers, strings.TrimSpace(a))
+	for _, l := range []struct {
+		name string
+		dst  *[]string
+	}{{EnvPeers, &cfg.Peers}, {EnvRingPeers, &cfg.RingPeers}} {
+		if p := get(l.name); p != "" {
+			for _, a := range strings.Split(p, ",") {
+				*l.dst = append(*l.dst, strings.TrimSpace(a))
+			}
 		}
 	}
 	for _, d := range []struct {
@@ -188,19 +204,29 @@ func (c *Config) Validate() error {
 	if len(c.Peers) == 0 && c.Rendezvous == "" && c.WorldSize > 1 {
 		return fmt.Errorf("collective: %s=%d needs %s (rank 0's host:port) or %s (every rank's host:port)", EnvWorldSize, c.WorldSize, EnvRendezvous, EnvPeers)
 	}
-	if len(c.Peers) > 0 {
-		if len(c.Peers) != c.WorldSize {
-			return fmt.Errorf("collective: %s lists %d addresses, want %s=%d", EnvPeers, len(c.Peers), EnvWorldSize, c.WorldSize)
+	if len(c.RingPeers) > 0 && len(c.Peers) == 0 {
+		return fmt.Errorf("collective: %s is set without %s; a rendezvous learns the ring addresses itself", EnvRingPeers, EnvPeers)
+	}
+	seen := make(map[string]string, len(c.Peers)+len(c.RingPeers))
+	for _, l := range []struct {
+		name  string
+		addrs []string
+	}{{EnvPeers, c.Peers}, {EnvRingPeers, c.RingPeers}} {
+		if len(l.addrs) == 0 {
+			continue
 		}
-		seen := make(map[string]int, len(c.Peers))
-		for i, p := range c.Peers {
+		if len(l.addrs) != c.WorldSize {
+			return fmt.Errorf("collective: %s lists %d addresses, want %s=%d", l.name, len(l.addrs), EnvWorldSize, c.WorldSize)
+		}
+		for i, p := range l.addrs {
 			if err := checkDialAddr(p); err != nil {
-				return fmt.Errorf("collective: %s entry %d (rank %d): %w", EnvPeers, i, i, err)
+				return fmt.Errorf("collective: %s entry %d (rank %d): %w", l.name, i, i, err)
 			}
-			if j, dup := seen[p]; dup {
-				return fmt.Errorf("collective: %s lists %q for both rank %d and rank %d", EnvPeers, p, j, i)
+			where := fmt.Sprintf("%s rank %d", l.name, i)
+			if prev, dup := seen[p]; dup {
+				return fmt.Errorf("collective: %q is both %s and %s; every rank needs addresses of its own", p, prev, where)
 			}
-			seen[p] = i
+			seen[p] = where
 		}
 	}
 	if c.Rendezvous != "" {

@@ -56,6 +56,15 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "peer without port", env: with(EnvRendezvous, "<unset>", EnvPeers, "a:1,b,c:3"), want: []string{EnvPeers, "rank 1", "host:port"}},
 		{name: "peer port out of range", env: with(EnvRendezvous, "<unset>", EnvPeers, "a:1,b:70000,c:3"), want: []string{EnvPeers, "70000", "[1, 65535]"}},
 		{name: "duplicate peers", env: with(EnvRendezvous, "<unset>", EnvPeers, "a:1,b:2,a:1"), want: []string{EnvPeers, "rank 0", "rank 2"}},
+		{name: "static ring peers", env: with(EnvRendezvous, "<unset>", EnvPeers, "a:1,b:2,c:3", EnvRingPeers, "a:11, b:12 ,c:13"), check: func(t *testing.T, c Config) {
+			if !slices.Equal(c.RingPeers, []string{"a:11", "b:12", "c:13"}) {
+				t.Errorf("ring peers %q", c.RingPeers)
+			}
+		}},
+		{name: "ring peers without peers", env: with(EnvRingPeers, "a:11,b:12,c:13"), want: []string{EnvRingPeers, EnvPeers, "rendezvous"}},
+		{name: "too few ring peers", env: with(EnvRendezvous, "<unset>", EnvPeers, "a:1,b:2,c:3", EnvRingPeers, "a:11,b:12"), want: []string{EnvRingPeers, "2 addresses", EnvWorldSize + "=3"}},
+		{name: "ring peer without host", env: with(EnvRendezvous, "<unset>", EnvPeers, "a:1,b:2,c:3", EnvRingPeers, "a:11,:12,c:13"), want: []string{EnvRingPeers, "rank 1", "no host"}},
+		{name: "ring peer on a peer's address", env: with(EnvRendezvous, "<unset>", EnvPeers, "a:1,b:2,c:3", EnvRingPeers, "a:11,a:1,c:13"), want: []string{`"a:1"`, EnvPeers + " rank 0", EnvRingPeers + " rank 1"}},
 		{name: "rendezvous port 0 on a non-zero rank", env: with(EnvRendezvous, "h:0"), want: []string{EnvRendezvous, "port 0", "[1, 65535]"}},
 		{name: "rendezvous without host", env: with(EnvRendezvous, ":7070"), want: []string{EnvRendezvous, "no host"}},
 		{name: "bad listen", env: with(EnvListen, "nope"), want: []string{EnvListen, "host:port"}},

@@ -9,17 +9,19 @@
 // one long-lived Ring stream to its right neighbour (rank+1 mod world size);
 // all collectives run over that ring.
 //
-// With a rendezvous each rank also serves Ring alone on a second address,
-// its ring data path (h2ring.go, Config.RingListenAddr), and registers it
-// with its main one. The data path speaks gRPC on the wire, HTTP/2 with
+// Each rank can also serve Ring alone on a second address, its ring data
+// path (h2ring.go, Config.RingListenAddr); with a rendezvous it registers
+// that address with its main one. The data path speaks gRPC on the wire, HTTP/2 with
 // gRPC's messages and status trailers (grpc-go's client can stream to it),
 // but lets frames grow to 16 MiB where grpc-go's transport fixes them at 16
 // KiB and copies every byte through its buffers: a chunk goes from the
 // sender's buffer to the socket in one writev, and the receiver applies it
 // as it reads, straight into place for a copy or from a cache-warm scratch
 // for a sum. That is what takes the all-reduce from half of what a plain
-// TCP stream moves on loopback to about 0.9 of it (bench/trainer). With a
-// static peer list, Ring goes to grpc-go's server in 16 KiB frames.
+// TCP stream moves on loopback to about 0.9 of it (bench/trainer). A
+// static peer list names the data paths in Config.RingPeers
+// (BABELFISH_RING_PEERS); without them Ring goes to grpc-go's server in
+// 16 KiB frames.
 //
 // AllReduce is the bandwidth-optimal ring algorithm: the buffer is split into
 // world-size segments, a reduce-scatter sums each segment around the ring and

@@ -357,29 +357,39 @@ func (g *Group) listen() (err error) {
 			g.fail(fmt.Errorf("server on %s stopped: %w", lis.Addr(), err))
 		}
 	}()
-	if rl := g.cfg.RingListener; len(g.cfg.Peers) > 0 && rl != nil {
+	static := len(g.cfg.Peers) > 0
+	if rl := g.cfg.RingListener; static && len(g.cfg.RingPeers) == 0 && rl != nil {
 		rl.Close()
 	}
-	if len(g.cfg.Peers) == 0 {
-		// A static peer list names one address a rank; with a rendezvous
-		// each rank also tells where its ring data path listens.
+	if !static || len(g.cfg.RingPeers) > 0 {
+		// With a rendezvous each rank tells where its ring data path
+		// listens; a static gang lists those addresses in RingPeers.
 		rl := g.cfg.RingListener
 		if rl == nil {
 			addr := g.cfg.RingListenAddr
 			if addr == "" {
-				host, _, _ := net.SplitHostPort(lis.Addr().String())
-				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-					host = ""
+				if static {
+					_, port, _ := net.SplitHostPort(g.cfg.RingPeers[g.rank])
+					addr = net.JoinHostPort("", port)
+				} else {
+					host, _, _ := net.SplitHostPort(lis.Addr().String())
+					if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+						host = ""
+					}
+					addr = net.JoinHostPort(host, "0")
 				}
-				addr = net.JoinHostPort(host, "0")
 			}
 			if rl, err = net.Listen("tcp", addr); err != nil {
 				return fmt.Errorf("collective: rank %d: listen for the ring data path on %s (%s): %w", g.rank, addr, EnvRingListen, err)
 			}
 		}
-		ahost, _, _ := net.SplitHostPort(g.addr)
-		_, rport, _ := net.SplitHostPort(rl.Addr().String())
-		g.ringAddr = net.JoinHostPort(ahost, rport)
+		if static {
+			g.ringAddr = g.cfg.RingPeers[g.rank]
+		} else {
+			ahost, _, _ := net.SplitHostPort(g.addr)
+			_, rport, _ := net.SplitHostPort(rl.Addr().String())
+			g.ringAddr = net.JoinHostPort(ahost, rport)
+		}
 		g.ringSrv = newRingServer(g, rl)
 	}
 	return nil

@@ -50,13 +50,53 @@ func startPeers(t *testing.T, n int, tweak func(*Config)) []*Group {
 	return joinAll(t, cfgs, nil)
 }
 
-// startGang is startPeers, or with rendezvous the same gang met through
-// rank 0, where each rank streams the ring to its neighbour's own data
-// path (h2ring.go) instead of grpc-go's server.
-func startGang(t *testing.T, n int, rendezvous bool, tweak func(*Config)) []*Group {
+// startRingPeers is startPeers with each rank's ring data path listed in
+// RingPeers: a static gang that streams the ring as a rendezvous one does.
+func startRingPeers(t *testing.T, n int, tweak func(*Config)) []*Group {
 	t.Helper()
-	if !rendezvous || n == 1 {
+	rls := make([]net.Listener, n)
+	rings := make([]string, n)
+	for i := range rls {
+		rls[i] = listenLoopback(t)
+		rings[i] = rls[i].Addr().String()
+	}
+	gs := startPeers(t, n, func(c *Config) {
+		c.RingPeers, c.RingListener = rings, rls[c.Rank]
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+	for _, g := range gs {
+		if g.ringSrv == nil || g.ringAddr != rings[g.Rank()] || g.out == nil || g.out.addr != rings[g.right] {
+			t.Fatalf("rank %d does not stream to its neighbour's listed ring data path", g.Rank())
+		}
+	}
+	return gs
+}
+
+// gang is how a test gang's ranks find each other and run the ring.
+type gang int
+
+const (
+	// gangStatic: a static peer list; the ring goes through grpc-go's
+	// server.
+	gangStatic gang = iota
+	// gangRingPeers: a static peer list plus RingPeers; the ring goes
+	// through each rank's own data path (h2ring.go).
+	gangRingPeers
+	// gangRendezvous: met through rank 0, which hands out the data path
+	// addresses.
+	gangRendezvous
+)
+
+// startGang starts n ranks joined the way mode says.
+func startGang(t *testing.T, n int, mode gang, tweak func(*Config)) []*Group {
+	t.Helper()
+	switch {
+	case n == 1 || mode == gangStatic:
 		return startPeers(t, n, tweak)
+	case mode == gangRingPeers:
+		return startRingPeers(t, n, tweak)
 	}
 	rv := listenLoopback(t)
 	cfgs := make([]Config, n)
@@ -80,15 +120,15 @@ func startGang(t *testing.T, n int, rendezvous bool, tweak func(*Config)) []*Gro
 	return gs
 }
 
-// dataPaths names the two ways a ring runs, for subtests.
+// dataPaths names the ways a ring runs, for subtests.
 func dataPaths() []struct {
-	name       string
-	rendezvous bool
+	name string
+	gang gang
 } {
 	return []struct {
-		name       string
-		rendezvous bool
-	}{{"grpc-go server", false}, {"ring data path", true}}
+		name string
+		gang gang
+	}{{"grpc-go server", gangStatic}, {"ring data path", gangRendezvous}, {"static ring peers", gangRingPeers}}
 }
 
 // joinAll runs Join for every config concurrently, each after its delay,

@@ -100,7 +100,7 @@ func (r *registry) wait(ctx context.Context) (addrs, rings []string, err error) 
 // addresses (nil with a static peer list).
 func (g *Group) rendezvous(ctx context.Context) (peers, rings []string, err error) {
 	if len(g.cfg.Peers) > 0 {
-		return slices.Clone(g.cfg.Peers), nil, nil
+		return slices.Clone(g.cfg.Peers), slices.Clone(g.cfg.RingPeers), nil
 	}
 	req := &collectivev1.RegisterRequest{
 		Job: g.cfg.JobID, Generation: g.cfg.Generation,
