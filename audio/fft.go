@@ -25,6 +25,9 @@ type fftTables struct {
 	rev   []int32      // bit reversal of log2(h) bits
 	tw    []complex128 // exp(-2πik/h), k < h/2
 	split []complex128 // exp(-2πik/n), k <= h/2
+	// stw holds each stage's twiddles contiguously, stages of size 8 and
+	// up in turn: tw[k*h/size] for k < size/2 (copies, the same values).
+	stw []complex128
 }
 
 // newFFTTables returns the tables for n, or nil when n is not a power of
@@ -46,6 +49,11 @@ func newFFTTables(n int) *fftTables {
 	for k := range t.split {
 		s, c := math.Sincos(-2 * math.Pi * float64(k) / float64(n))
 		t.split[k] = complex(c, s)
+	}
+	for size := 8; size <= h; size <<= 1 {
+		for k := range size / 2 {
+			t.stw = append(t.stw, t.tw[k*(h/size)])
+		}
 	}
 	return t
 }
@@ -79,7 +87,13 @@ func (p *pow2FFT) butterflies() {
 		q[0], q[2] = a+c, a-c
 		q[1], q[3] = b+d, b-d
 	}
-	tw := p.t.tw
+	p.stagesFrom8()
+}
+
+// stagesFrom8Go is stagesFrom8 in Go: the definition the vector kernels
+// match bit for bit.
+func (p *pow2FFT) stagesFrom8Go() {
+	z, h, tw := p.z, p.t.h, p.t.tw
 	for size := 8; size <= h; size <<= 1 {
 		half, step := size>>1, h/size
 		for s := 0; s < h; s += size {
