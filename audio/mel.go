@@ -312,6 +312,7 @@ func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
 	frame := make([]float64, n)
 	coef := make([]complex128, a.bins)
 	pow := make([]float64, a.bins)
+	mel := make([]float64, len(a.fb))
 	for t := range frames {
 		start := t*hop - half
 		lo, hi := max(0, -start), min(n, len(x)-start)
@@ -327,13 +328,17 @@ func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
 			}
 			pow[k] = p
 		}
-		row := s.Data[t*a.cfg.NMels : (t+1)*a.cfg.NMels]
 		for m, f := range a.fb {
 			var e float64
 			for i, w := range f.w {
 				e += w * pow[f.start+i]
 			}
-			row[m] = float32(math.Log(max(e, a.cfg.LogFloor)))
+			mel[m] = max(e, a.cfg.LogFloor)
+		}
+		logs(mel) // math.Log's values, several at a time
+		row := s.Data[t*a.cfg.NMels : (t+1)*a.cfg.NMels]
+		for m, v := range mel {
+			row[m] = float32(v)
 		}
 	}
 	return s

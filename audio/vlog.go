@@ -1,0 +1,22 @@
+package audio
+
+import "math"
+
+// logsGo is logs one value at a time.
+func logsGo(x []float64) {
+	for i, v := range x {
+		x[i] = math.Log(v)
+	}
+}
+
+// allNormal reports whether every value is positive, normal and finite:
+// sign and exponent bits in [0x001, 0x7FE].
+func allNormal(x []float64) bool {
+	var bad uint64
+	for _, v := range x {
+		// Sign and exponent less one, in 12 bits: 0..0x7FD when valid.
+		t := (math.Float64bits(v)>>52 - 1) & 0xFFF
+		bad |= (t + 2) >> 11
+	}
+	return bad == 0
+}

@@ -1,0 +1,76 @@
+package audio
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// logs gives math.Log's bits for every input: across the whole normal
+// range, at the sqrt(2)/2 branch of its frexp, and, through the one at a
+// time path, for zero, negatives, infinities, NaN and subnormals.
+func TestLogsMatchesMathLog(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	hs := math.Sqrt2 / 2
+	var special []float64
+	for _, v := range []float64{1, 2, 0.5, hs, math.Sqrt2, math.MaxFloat64, 0x1p-1022, 1e-10, 1e10} {
+		special = append(special, v, math.Nextafter(v, 0), math.Nextafter(v, math.Inf(1)))
+	}
+	for e := -1022; e <= 1023; e += 7 {
+		special = append(special, math.Ldexp(hs, e), math.Ldexp(math.Nextafter(hs, 1), e))
+	}
+	cases := [][]float64{special}
+	for range 200 {
+		x := make([]float64, 1+rng.IntN(90))
+		for i := range x {
+			x[i] = math.Ldexp(1+rng.Float64(), rng.IntN(2045)-1022)
+		}
+		cases = append(cases, x)
+	}
+	for _, bad := range []float64{0, math.Copysign(0, -1), -1, math.Inf(1), math.Inf(-1), math.NaN(), 0x1p-1074, 0x1p-1030} {
+		cases = append(cases, []float64{1, 2, 3, bad, 5, 6, 7, 8})
+	}
+	for _, x := range cases {
+		got := append([]float64(nil), x...)
+		logs(got)
+		for i, v := range x {
+			want := math.Log(v)
+			if math.Float64bits(got[i]) != math.Float64bits(want) && !(math.IsNaN(got[i]) && math.IsNaN(want)) {
+				t.Fatalf("logs(%v) = %v (%#x), math.Log %v (%#x)", v, got[i], math.Float64bits(got[i]), want, math.Float64bits(want))
+			}
+		}
+	}
+}
+
+func TestAllNormal(t *testing.T) {
+	tests := []struct {
+		x    []float64
+		want bool
+	}{
+		{[]float64{1, 1e-300, math.MaxFloat64, 0x1p-1022}, true},
+		{[]float64{1, 0}, false},
+		{[]float64{math.Copysign(0, -1)}, false},
+		{[]float64{-2}, false},
+		{[]float64{math.Inf(1)}, false},
+		{[]float64{math.NaN()}, false},
+		{[]float64{0x1p-1074}, false},
+		{nil, true},
+	}
+	for _, tc := range tests {
+		if got := allNormal(tc.x); got != tc.want {
+			t.Errorf("allNormal(%v) = %v, want %v", tc.x, got, tc.want)
+		}
+	}
+}
+
+func BenchmarkLogs80(b *testing.B) {
+	x := make([]float64, 80)
+	y := make([]float64, 80)
+	for i := range x {
+		x[i] = math.Exp(float64(i%17) - 8)
+	}
+	for b.Loop() {
+		copy(y, x)
+		logs(y)
+	}
+}
