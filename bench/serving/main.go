@@ -279,7 +279,9 @@ func pairedRounds(ctx context.Context, st *objstore.Client, lim serving.Limits, 
 }
 
 // workPerInput is the process CPU time per input of m.Translate on the
-// request mix in batches of batch, over about two seconds of calls.
+// request mix in batches of batch, with one caller per core for about two
+// seconds: every core busy, as in the serving figures, so that idle
+// threads spinning for work add nothing to either side of the ratio.
 func workPerInput(ctx context.Context, m *model.Model, reqs []*babelfishv1.TranslateRequest, voc string, batch int) (time.Duration, error) {
 	ins := make([]model.Input, len(reqs))
 	for i, r := range reqs {
@@ -295,18 +297,36 @@ func workPerInput(ctx context.Context, m *model.Model, reqs []*babelfishv1.Trans
 	if _, err := m.Translate(ctx, ins[:1], opt); err != nil {
 		return 0, err
 	}
-	n, c0, t0 := 0, cpuTime(), time.Now()
-	for i := 0; time.Since(t0) < 2*time.Second || n == 0; i = (i + batch) % len(ins) {
-		b := make([]model.Input, batch)
-		for k := range b {
-			b[k] = ins[(i+k)%len(ins)]
-		}
-		if _, err := m.Translate(ctx, b, opt); err != nil {
-			return 0, err
-		}
-		n += batch
+	callers := runtime.GOMAXPROCS(0)
+	counts := make([]int, callers)
+	errs := make([]error, callers)
+	c0, t0 := cpuTime(), time.Now()
+	var wg sync.WaitGroup
+	for w := range callers {
+		wg.Go(func() {
+			for i := w * batch; time.Since(t0) < 2*time.Second || counts[w] == 0; i = (i + batch) % len(ins) {
+				b := make([]model.Input, batch)
+				for k := range b {
+					b[k] = ins[(i+k)%len(ins)]
+				}
+				if _, err := m.Translate(ctx, b, opt); err != nil {
+					errs[w] = err
+					return
+				}
+				counts[w] += batch
+			}
+		})
 	}
-	return (cpuTime() - c0) / time.Duration(n), nil
+	wg.Wait()
+	cpu := cpuTime() - c0
+	n := 0
+	for w := range callers {
+		if errs[w] != nil {
+			return 0, errs[w]
+		}
+		n += counts[w]
+	}
+	return cpu / time.Duration(n), nil
 }
 
 // cpuTime is the process's user and system CPU time.
