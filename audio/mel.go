@@ -316,9 +316,10 @@ func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
 	for t := range frames {
 		start := t*hop - half
 		lo, hi := max(0, -start), min(n, len(x)-start)
-		clear(frame)
-		for i := lo; i < hi; i++ {
-			frame[i] = float64(x[start+i]) * a.window[i]
+		clear(frame[:lo])
+		clear(frame[max(lo, hi):])
+		if lo < hi {
+			windowFrame(frame[lo:hi], x[start+lo:start+hi], a.window[lo:hi])
 		}
 		fft.Coefficients(coef, frame)
 		for k, c := range coef {

@@ -20,3 +20,12 @@ func allNormal(x []float64) bool {
 	}
 	return bad == 0
 }
+
+// windowFrameGo sets dst[i] = float64(x[i]) * w[i].
+func windowFrameGo(dst []float64, x []float32, w []float64) {
+	w = w[:len(dst)]
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = float64(x[i]) * w[i]
+	}
+}

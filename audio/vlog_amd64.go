@@ -17,3 +17,19 @@ func logs(x []float64) {
 
 //go:noescape
 func logs4(x *float64, n int)
+
+// windowFrame sets dst[i] = float64(x[i]) * w[i]: with AVX2 four at a
+// time (the conversion is exact and the product one IEEE multiply, so the
+// values are the loop's).
+func windowFrame(dst []float64, x []float32, w []float64) {
+	n := len(dst) &^ 3
+	if !cpu.X86.HasAVX2 || n == 0 || len(x) < len(dst) || len(w) < len(dst) {
+		windowFrameGo(dst, x, w)
+		return
+	}
+	window4(&dst[0], &x[0], &w[0], n)
+	windowFrameGo(dst[n:], x[n:], w[n:])
+}
+
+//go:noescape
+func window4(dst *float64, x *float32, w *float64, n int)

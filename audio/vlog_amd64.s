@@ -108,3 +108,25 @@ loop:
 	JNZ     loop
 	VZEROUPPER
 	RET
+
+// func window4(dst *float64, x *float32, w *float64, n int)
+//
+// dst[i] = float64(x[i]) * w[i] for n (a multiple of 4, at least 4)
+// values, four at a time.
+TEXT ·window4(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ n+24(FP), CX
+
+wloop:
+	VCVTPS2PD (SI), Y0
+	VMULPD    (DX), Y0, Y0
+	VMOVUPD   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DX
+	ADDQ      $32, DI
+	SUBQ      $4, CX
+	JNZ       wloop
+	VZEROUPPER
+	RET

@@ -4,3 +4,6 @@ package audio
 
 // logs sets x[i] = math.Log(x[i]).
 func logs(x []float64) { logsGo(x) }
+
+// windowFrame sets dst[i] = float64(x[i]) * w[i].
+func windowFrame(dst []float64, x []float32, w []float64) { windowFrameGo(dst, x, w) }

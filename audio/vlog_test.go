@@ -74,3 +74,22 @@ func BenchmarkLogs80(b *testing.B) {
 		logs(y)
 	}
 }
+
+func TestWindowFrameMatchesLoop(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for n := range 40 {
+		x := make([]float32, n)
+		w := make([]float64, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+			w[i] = rng.Float64()
+		}
+		got := make([]float64, n)
+		windowFrame(got, x, w)
+		for i := range got {
+			if want := float64(x[i]) * w[i]; math.Float64bits(got[i]) != math.Float64bits(want) {
+				t.Fatalf("n=%d: [%d] = %v, want %v", n, i, got[i], want)
+			}
+		}
+	}
+}
