@@ -100,8 +100,13 @@ func (p *pow2FFT) stagesFrom8Go() {
 			lo := z[s : s+half : s+half]
 			hi := z[s+half : s+size : s+size]
 			for k := range lo {
-				w := tw[k*step]
-				a, b := lo[k], hi[k]*w
+				w, x := tw[k*step], hi[k]
+				// Go's complex product, each term rounded: the explicit
+				// conversions keep a compiler for a CPU with FMA
+				// (GOAMD64=v3, arm64) from fusing it, so this loop and
+				// the vector kernel agree on every build.
+				b := complex(float64(real(x)*real(w))-float64(imag(x)*imag(w)), float64(real(x)*imag(w))+float64(imag(x)*real(w)))
+				a := lo[k]
 				lo[k], hi[k] = a+b, a-b
 			}
 		}

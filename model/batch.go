@@ -3,8 +3,6 @@ package model
 import (
 	"fmt"
 
-	"gonum.org/v1/gonum/blas/gonum"
-
 	"babelfish.dev/babelfish/model/units"
 )
 
@@ -122,9 +120,4 @@ func (m *Model) decodeGreedyBatch(xs [][]float32, langs []int, maxFrames int) []
 		}
 	}
 	return seqs
-}
-
-// axpy adds alpha*x to y with gonum's SIMD kernel (gemmAxpy's).
-func axpy(alpha float32, x, y []float32) {
-	gonum.Implementation{}.Saxpy(len(x), alpha, x, 1, y, 1)
 }

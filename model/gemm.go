@@ -68,13 +68,19 @@ func gemmTail(y, x []float32, in, out int, w []float32, lists [][]int32, j0 int)
 }
 
 // gemmAxpy is the portable path: each row adds x[i] times weight row i
-// for its listed inputs with gonum's SIMD axpy; the same sums in the same
-// order as the kernels.
+// for its listed inputs, the same sums in the same order as the kernels.
+// The explicit conversion rounds each product, so a compiler for a CPU
+// with fused multiply-add (arm64, GOAMD64=v3) keeps the same bits.
 func gemmAxpy(y, x []float32, in, out int, w []float32, lists [][]int32) {
 	for r, idx := range lists {
 		yr := y[r*out : (r+1)*out]
 		for _, i := range idx {
-			axpy(x[r*in+int(i)], w[int(i)*out:(int(i)+1)*out], yr)
+			a := x[r*in+int(i)]
+			wr := w[int(i)*out : (int(i)+1)*out]
+			wr = wr[:len(yr)]
+			for j := range yr {
+				yr[j] += float32(a * wr[j])
+			}
 		}
 	}
 }
