@@ -4,8 +4,9 @@
 //
 // It measures throughput and p50/p99 latency at concurrency 1..64 with
 // dynamic batching on (the server's default, serving.DefaultBatching:
-// batches of 8, a 2 ms window, two executors; -max-batch, -max-delay,
-// -instances and -eager-when-idle change it) and off (MaxBatch 1, one executor: Triton's
+// batches of 8, a 2 ms window that no request waits out while a core is
+// idle, two executors; -max-batch, -max-delay, -instances and
+// -eager-below change it) and off (MaxBatch 1, one executor: Triton's
 // default without a dynamic batcher), in the same run, plus, for honesty,
 // batching off with one executor per core (gain_vs_instances: what
 // batching adds over plain parallel executors). The summary's ratios are

@@ -67,7 +67,7 @@ func run() error {
 	flag.IntVar(&p.batch.MaxBatch, "max-batch", p.batch.MaxBatch, "MaxBatch with batching on (default: the server's)")
 	flag.DurationVar(&p.batch.MaxDelay, "max-delay", p.batch.MaxDelay, "MaxDelay with batching on (default: the server's)")
 	flag.IntVar(&p.batch.Instances, "instances", p.batch.Instances, "executors with batching on (default: the server's)")
-	flag.BoolVar(&p.batch.EagerWhenIdle, "eager-when-idle", p.batch.EagerWhenIdle, "with batching on, run a partial batch at once when no batch is running (serve --eager-when-idle)")
+	flag.IntVar(&p.batch.EagerBelow, "eager-below", p.batch.EagerBelow, "with batching on, run a partial batch at once while fewer inputs than this are running (serve --eager-below; default: the server's)")
 	flag.IntVar(&p.rounds, "rounds", 5, "paired rounds at c=16 for the summary: each runs every mode once, in a rotating order")
 	flag.Float64Var(&p.inSeconds, "input-seconds", 1.5, "input audio per request")
 	flag.Float64Var(&p.maxOut, "max-output", 0.5, "output speech per request, seconds (the decoder's cap)")

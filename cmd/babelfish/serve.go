@@ -74,7 +74,7 @@ and --tls-key; --tls-client-ca requires client certificates (mutual TLS);
 	f.DurationVar(&o.poll, "poll", 2*time.Second, "how often current is read")
 	f.IntVar(&o.batching.MaxBatch, "max-batch", o.batching.MaxBatch, "most requests in one batch; 1 turns batching off")
 	f.DurationVar(&o.batching.MaxDelay, "max-delay", o.batching.MaxDelay, "longest a request waits for its batch to fill; 0 runs whatever is queued as soon as an executor is free (lower latency at low load for light models such as loops, a longer p99 under heavy load; see bench/RESULTS.md)")
-	f.BoolVar(&o.batching.EagerWhenIdle, "eager-when-idle", o.batching.EagerWhenIdle, "run a partial batch at once when no batch is running instead of waiting --max-delay: lower latency at low load for light models (loops), fewer answers at middling load for heavy ones (Griffin-Lim); see bench/RESULTS.md")
+	f.IntVar(&o.batching.EagerBelow, "eager-below", o.batching.EagerBelow, "run a partial batch at once, without waiting --max-delay, while fewer inputs than this are running (default: the CPU cores; 0 always waits)")
 	f.IntVar(&o.batching.MaxQueue, "max-queue", o.batching.MaxQueue, "requests that may wait; more are rejected with RESOURCE_EXHAUSTED")
 	f.IntVar(&o.batching.Instances, "instances", o.batching.Instances, "batches run at once")
 	f.Float64Var(&o.limits.MaxSeconds, "max-audio-seconds", o.limits.MaxSeconds, "longest input audio")

@@ -76,7 +76,8 @@ type Batcher[K comparable, In, Out any] struct {
 
 	mu        sync.Mutex
 	queue     []*entry[K, In, Out]
-	running   int
+	running   int // batches
+	inflight  int // inputs in running batches
 	closed    bool
 	batchTime time.Duration // moving average, for RetryAfter
 	kick      chan struct{} // buffered 1: "plan again"
@@ -231,7 +232,7 @@ func (b *Batcher[K, In, Out]) planLocked() (time.Time, bool) {
 		if b.closed {
 			cfg.MaxDelay = 0 // draining: nothing more will join a batch
 		}
-		d := Plan(cfg, items, now, b.cfg.Instances-b.running)
+		d := Plan(cfg, items, now, b.cfg.Instances-b.running, b.inflight)
 		take := make(map[int]bool, len(d.Expired)+len(d.Batch))
 		for _, i := range d.Expired {
 			e := b.queue[i]
@@ -257,6 +258,7 @@ func (b *Batcher[K, In, Out]) planLocked() (time.Time, bool) {
 			return d.WakeAt, false
 		}
 		b.running++
+		b.inflight += len(batch)
 		go b.run(batch, now)
 	}
 }
@@ -286,6 +288,7 @@ func (b *Batcher[K, In, Out]) run(batch []*entry[K, In, Out], start time.Time) {
 	}
 	b.mu.Lock()
 	b.running--
+	b.inflight -= len(batch)
 	if err == nil {
 		// Exponential moving average; the first batch sets it.
 		if b.batchTime == 0 {

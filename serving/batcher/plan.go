@@ -19,12 +19,13 @@ type Config struct {
 	MaxQueue int
 	// Instances is how many batches may run at once (>= 1).
 	Instances int
-	// EagerWhenIdle runs a partial batch at once when every executor is
-	// idle, instead of holding it for MaxDelay: with nothing running,
-	// no batch is about to free an executor, and waiting only adds the
-	// delay to a lone request (low load). Under load some executor is
-	// busy, so batches still fill while they wait.
-	EagerWhenIdle bool
+	// EagerBelow, when positive, runs a partial batch at once while fewer
+	// than EagerBelow inputs are running, instead of holding it for
+	// MaxDelay. Set to the CPU cores a model spreads a batch over, it
+	// keeps cores from idling while a batch fills: at low load requests
+	// run as they come, and once the cores are busy batches fill as
+	// before. 1 runs a partial batch at once only when nothing runs.
+	EagerBelow int
 }
 
 // Validate checks every field, naming the bad one and its limit.
@@ -38,6 +39,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("batcher: MaxQueue %d: want 1..%d", c.MaxQueue, 1<<20)
 	case c.Instances < 1 || c.Instances > 1024:
 		return fmt.Errorf("batcher: Instances %d: want 1..1024", c.Instances)
+	case c.EagerBelow < 0 || c.EagerBelow > 1<<16:
+		return fmt.Errorf("batcher: EagerBelow %d: want 0..%d", c.EagerBelow, 1<<16)
 	}
 	return nil
 }
@@ -65,12 +68,12 @@ type Decision struct {
 }
 
 // Plan decides, for queue (oldest first) at time now with free executors
-// free, which items have expired and which run now. A batch is the oldest
-// live item and the next live items with its key, up to MaxBatch; it runs
-// when it is full, when its oldest item has waited MaxDelay, or (with
-// EagerWhenIdle) when no executor is busy. Plan is pure: the same
-// arguments always give the same decision.
-func Plan[K comparable](cfg Config, queue []Item[K], now time.Time, free int) Decision {
+// free and inflight inputs running, which items have expired and which run
+// now. A batch is the oldest live item and the next live items with its
+// key, up to MaxBatch; it runs when it is full, when its oldest item has
+// waited MaxDelay, or when fewer inputs than EagerBelow are running. Plan
+// is pure: the same arguments always give the same decision.
+func Plan[K comparable](cfg Config, queue []Item[K], now time.Time, free, inflight int) Decision {
 	var d Decision
 	head := -1
 	var earliestDeadline time.Time
@@ -101,7 +104,7 @@ func Plan[K comparable](cfg Config, queue []Item[K], now time.Time, free int) De
 			batch = append(batch, i)
 		}
 		due := queue[head].Enqueued.Add(cfg.MaxDelay)
-		idle := cfg.EagerWhenIdle && free >= cfg.Instances
+		idle := inflight < cfg.EagerBelow
 		if len(batch) == cfg.MaxBatch || !now.Before(due) || idle {
 			d.Batch = batch
 			// More may be runnable at once; the caller plans again

@@ -15,16 +15,18 @@ func TestPlan(t *testing.T) {
 		return Item[string]{Key: key, Enqueued: ms(enq), Deadline: ms(dl)}
 	}
 	cfg := Config{MaxBatch: 3, MaxDelay: 10 * time.Millisecond, MaxQueue: 100, Instances: 1}
-	eager := Config{MaxBatch: 3, MaxDelay: 10 * time.Millisecond, MaxQueue: 100, Instances: 2, EagerWhenIdle: true}
+	eager := Config{MaxBatch: 3, MaxDelay: 10 * time.Millisecond, MaxQueue: 100, Instances: 2, EagerBelow: 1}
+	below := Config{MaxBatch: 3, MaxDelay: 10 * time.Millisecond, MaxQueue: 100, Instances: 2, EagerBelow: 2}
 	for _, tc := range []struct {
-		name    string
-		cfg     Config
-		queue   []Item[string]
-		now     int
-		free    int
-		batch   []int
-		expired []int
-		wake    int // -1: zero
+		name     string
+		cfg      Config
+		queue    []Item[string]
+		now      int
+		free     int
+		inflight int
+		batch    []int
+		expired  []int
+		wake     int // -1: zero
 	}{
 		{name: "empty", cfg: cfg, now: 0, free: 1, wake: -1},
 		{name: "one waits for delay", cfg: cfg, queue: []Item[string]{it("a", 0)}, now: 2, free: 1, wake: 10},
@@ -40,11 +42,15 @@ func TestPlan(t *testing.T) {
 		{name: "no delay runs at once", cfg: Config{MaxBatch: 8, MaxQueue: 8, Instances: 1}, queue: []Item[string]{it("a", 0), it("a", 0)}, now: 0, free: 1, batch: []int{0, 1}},
 		{name: "batching off", cfg: Config{MaxBatch: 1, MaxDelay: time.Second, MaxQueue: 8, Instances: 1}, queue: []Item[string]{it("a", 0), it("a", 0)}, now: 0, free: 1, batch: []int{0}},
 		{name: "eager: all idle runs a partial batch at once", cfg: eager, queue: []Item[string]{it("a", 0), it("b", 0), it("a", 1)}, now: 1, free: 2, batch: []int{0, 2}},
-		{name: "eager: one executor busy still waits", cfg: eager, queue: []Item[string]{it("a", 0), it("a", 1)}, now: 2, free: 1, wake: 10},
-		{name: "eager: busy executors, nothing runs", cfg: eager, queue: []Item[string]{it("a", 0)}, now: 20, free: 0, wake: -1},
+		{name: "eager: one executor busy still waits", cfg: eager, queue: []Item[string]{it("a", 0), it("a", 1)}, now: 2, free: 1, inflight: 1, wake: 10},
+		{name: "eager: busy executors, nothing runs", cfg: eager, queue: []Item[string]{it("a", 0)}, now: 20, free: 0, inflight: 2, wake: -1},
+		{name: "eager below: an idle core runs a partial batch", cfg: below, queue: []Item[string]{it("a", 0), it("a", 1)}, now: 1, free: 1, inflight: 1, batch: []int{0, 1}},
+		{name: "eager below: nothing running", cfg: below, queue: []Item[string]{it("a", 0)}, now: 0, free: 2, batch: []int{0}},
+		{name: "eager below: cores busy, the batch fills", cfg: below, queue: []Item[string]{it("a", 0), it("a", 1)}, now: 2, free: 1, inflight: 2, wake: 10},
+		{name: "eager below: no free executor", cfg: below, queue: []Item[string]{it("a", 0)}, now: 2, free: 0, inflight: 1, wake: -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Plan(tc.cfg, tc.queue, ms(tc.now), tc.free)
+			d := Plan(tc.cfg, tc.queue, ms(tc.now), tc.free, tc.inflight)
 			if !slices.Equal(d.Batch, tc.batch) || !slices.Equal(d.Expired, tc.expired) {
 				t.Fatalf("Plan = batch %v expired %v, want %v %v", d.Batch, d.Expired, tc.batch, tc.expired)
 			}
