@@ -1,7 +1,9 @@
 package collective
 
 import (
+	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,5 +123,23 @@ func TestConfigValidateFields(t *testing.T) {
 	}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
+	}
+}
+
+// A ring data path port that is taken fails Join at once, naming where the
+// port came from.
+func TestRingPeerPortTaken(t *testing.T) {
+	taken := listenLoopback(t)
+	defer taken.Close()
+	_, port, _ := net.SplitHostPort(taken.Addr().String())
+	lis := listenLoopback(t)
+	cfg := Config{
+		Rank: 0, WorldSize: 2, Peers: []string{lis.Addr().String(), "127.0.0.1:1"}, Listener: lis,
+		RingPeers: []string{"127.0.0.1:" + port, "127.0.0.1:2"}, Logger: quietLogger(),
+		RendezvousTimeout: 5 * time.Second,
+	}
+	_, err := Join(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), EnvRingPeers) || !strings.Contains(err.Error(), "rank 0") {
+		t.Fatalf("Join = %v, want an error naming %s and rank 0", err, EnvRingPeers)
 	}
 }

@@ -380,7 +380,11 @@ func (g *Group) listen() (err error) {
 				}
 			}
 			if rl, err = net.Listen("tcp", addr); err != nil {
-				return fmt.Errorf("collective: rank %d: listen for the ring data path on %s (%s): %w", g.rank, addr, EnvRingListen, err)
+				from := EnvRingListen
+				if static && g.cfg.RingListenAddr == "" {
+					from = fmt.Sprintf("the port of rank %d in %s", g.rank, EnvRingPeers)
+				}
+				return fmt.Errorf("collective: rank %d: listen for the ring data path on %s (%s): %w", g.rank, addr, from, err)
 			}
 		}
 		if static {
