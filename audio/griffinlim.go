@@ -118,6 +118,12 @@ func (a *MelAnalyzer) filterbankPinv() (*mat.Dense, error) {
 // solution clipped at zero, refined by nnlsIters multiplicative updates
 // towards the non-negative least-squares solution.
 func (a *MelAnalyzer) MelToMagnitude(logMel Spectrogram, nnlsIters int) (Spectrogram, error) {
+	return a.melToMagnitude(logMel, nnlsIters, nnlsRun)
+}
+
+// melToMagnitude is MelToMagnitude with the refinement run by refine,
+// which solves nnlsLanes frames at a time.
+func (a *MelAnalyzer) melToMagnitude(logMel Spectrogram, nnlsIters int, refine func(*nnlsScratch, melCSR, int)) (Spectrogram, error) {
 	if err := logMel.check(); err != nil {
 		return Spectrogram{}, err
 	}
@@ -133,15 +139,33 @@ func (a *MelAnalyzer) MelToMagnitude(logMel Spectrogram, nnlsIters int) (Spectro
 	mel := make([]float64, nm)
 	s := make([]float64, nb)
 	num := make([]float64, nb) // B^T mel
-	den := make([]float64, nb) // B^T B s
-	bs := make([]float64, nm)
 	melVec := mat.NewVecDense(nm, mel)
 	sVec := mat.NewVecDense(nb, s)
+	sc := newNNLSScratch(nb, nm)
+	var lanes [nnlsLanes]int // the frame each lane refines
+	used := 0
+	flush := func() {
+		// Unused lanes repeat lane 0: computed, then dropped.
+		for l := used; l < nnlsLanes; l++ {
+			for k := range nb {
+				sc.s[k*nnlsLanes+l], sc.num[k*nnlsLanes+l] = sc.s[k*nnlsLanes], sc.num[k*nnlsLanes]
+			}
+		}
+		refine(sc, a.csr, nnlsIters)
+		for l, t := range lanes[:used] {
+			for k := range s {
+				s[k] = sc.s[k*nnlsLanes+l]
+			}
+			a.magnitudeRow(out.Row(t), s)
+		}
+		used = 0
+	}
+	repeats := false
 	for t := range logMel.Frames {
 		// A unit vocoder repeats each unit's frame for its duration: an
-		// exact repeat has the same solution, so copy it instead.
+		// exact repeat has the same solution, copied once all are solved.
 		if t > 0 && slices.Equal(logMel.Row(t), logMel.Row(t-1)) {
-			copy(out.Row(t), out.Row(t-1))
+			repeats = true
 			continue
 		}
 		for m, v := range logMel.Row(t) {
@@ -153,34 +177,44 @@ func (a *MelAnalyzer) MelToMagnitude(logMel Spectrogram, nnlsIters int) (Spectro
 			s[k] = max(v, 0)
 			peak = max(peak, s[k])
 		}
-		if nnlsIters > 0 && peak > 0 {
-			// Multiplicative updates keep s >= 0 but cannot move a zero:
-			// start every bin slightly positive.
-			for k := range s {
-				s[k] = max(s[k], peak*1e-6)
-			}
-			a.melT(num, mel)
-			for range nnlsIters {
-				a.melApply(bs, s)
-				a.melT(den, bs)
-				for k := range s {
-					if num[k] <= 0 {
-						s[k] = 0
-					} else {
-						s[k] *= num[k] / (den[k] + 1e-30)
-					}
-				}
-			}
+		if nnlsIters <= 0 || !(peak > 0) {
+			a.magnitudeRow(out.Row(t), s)
+			continue
 		}
-		row := out.Row(t)
+		// Multiplicative updates keep s >= 0 but cannot move a zero:
+		// start every bin slightly positive.
+		a.melT(num, mel)
 		for k, v := range s {
-			if a.cfg.Power == 2 {
-				v = math.Sqrt(v)
+			sc.s[k*nnlsLanes+used] = max(v, peak*1e-6)
+			sc.num[k*nnlsLanes+used] = num[k]
+		}
+		lanes[used] = t
+		if used++; used == nnlsLanes {
+			flush()
+		}
+	}
+	if used > 0 {
+		flush()
+	}
+	if repeats {
+		for t := 1; t < logMel.Frames; t++ {
+			if slices.Equal(logMel.Row(t), logMel.Row(t-1)) {
+				copy(out.Row(t), out.Row(t-1))
 			}
-			row[k] = float32(v)
 		}
 	}
 	return out, nil
+}
+
+// magnitudeRow writes a solved spectrum s (power when Power is 2) as
+// magnitudes.
+func (a *MelAnalyzer) magnitudeRow(row []float32, s []float64) {
+	for k, v := range s {
+		if a.cfg.Power == 2 {
+			v = math.Sqrt(v)
+		}
+		row[k] = float32(v)
+	}
 }
 
 // melApply sets dst (NMels) to B s.
@@ -188,7 +222,7 @@ func (a *MelAnalyzer) melApply(dst, s []float64) {
 	for m, f := range a.fb {
 		var e float64
 		for i, w := range f.w {
-			e += w * s[f.start+i]
+			e += float64(w * s[f.start+i])
 		}
 		dst[m] = e
 	}
@@ -199,7 +233,7 @@ func (a *MelAnalyzer) melT(dst, v []float64) {
 	clear(dst)
 	for m, f := range a.fb {
 		for i, w := range f.w {
-			dst[f.start+i] += w * v[m]
+			dst[f.start+i] += float64(w * v[m])
 		}
 	}
 }

@@ -122,6 +122,7 @@ type MelAnalyzer struct {
 	bins   int       // NFFT/2+1
 	window []float64 // Hann(Win) centred in NFFT samples
 	fb     []melFilter
+	csr    melCSR     // fb in compressed rows
 	fft    *fftTables // nil when NFFT is not a power of two
 
 	pinvOnce sync.Once
@@ -145,6 +146,7 @@ func NewMelAnalyzer(cfg MelConfig) (*MelAnalyzer, error) {
 		a.window[off+i] = 0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/float64(cfg.Win))
 	}
 	a.fb = slaneyFilterbank(cfg)
+	a.csr = newMelCSR(a.fb)
 	return a, nil
 }
 

@@ -1,6 +1,10 @@
 package audio
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // logs sets x[i] = math.Log(x[i]), bit for bit, four at a time with AVX2
 // when every value is positive, normal and finite (the front end's mel
@@ -33,3 +37,15 @@ func windowFrame(dst []float64, x []float32, w []float64) {
 
 //go:noescape
 func window4(dst *float64, x *float32, w *float64, n int)
+
+// nnlsRun is nnlsLanesGo, with AVX2 one vector per bin.
+func nnlsRun(sc *nnlsScratch, c melCSR, iters int) {
+	if !cpu.X86.HasAVX2 || iters <= 0 || len(c.start) == 0 {
+		nnlsLanesGo(sc, c, iters)
+		return
+	}
+	nnls4(&sc.s[0], &sc.num[0], &sc.den[0], &sc.bs[0], &c.start[0], &c.off[0], unsafe.SliceData(c.w), len(c.start), len(sc.s)/nnlsLanes, iters)
+}
+
+//go:noescape
+func nnls4(s, num, den, bs *float64, start, off *int, w *float64, mels, bins, iters int)

@@ -7,3 +7,6 @@ func logs(x []float64) { logsGo(x) }
 
 // windowFrame sets dst[i] = float64(x[i]) * w[i].
 func windowFrame(dst []float64, x []float32, w []float64) { windowFrameGo(dst, x, w) }
+
+// nnlsRun is nnlsLanesGo.
+func nnlsRun(sc *nnlsScratch, c melCSR, iters int) { nnlsLanesGo(sc, c, iters) }
