@@ -308,17 +308,7 @@ func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg Griff
 		// onto the target magnitude; extrapolate along the step.
 		x = a.istft(c, frames, norm, fft, x)
 		z = a.stft(x, fft, z)
-		for i, zi := range z {
-			m := float64(mag.Data[i])
-			var t complex128
-			if r := math.Sqrt(real(zi)*real(zi) + imag(zi)*imag(zi)); r > 1e-12 {
-				t = zi * complex(m/r, 0)
-			} else {
-				t = complex(m, 0)
-			}
-			c[i] = t + complex(cfg.Momentum, 0)*(t-tPrev[i])
-			tPrev[i] = t
-		}
+		glProject(c, tPrev, z, mag.Data, cfg.Momentum)
 	}
 	x = a.istft(tPrev, frames, norm, fft, x)
 	out := make([]float32, len(x))

@@ -1,5 +1,7 @@
 package audio
 
+import "math"
+
 // The non-negative least-squares refinement in MelToMagnitude runs the
 // same multiplicative update on every frame it solves. Frames are
 // independent, so it solves up to nnlsLanes of them at once with their
@@ -78,5 +80,28 @@ func nnlsLanesGo(sc *nnlsScratch, c melCSR, iters int) {
 				s[i] *= n / (den[i] + 1e-30)
 			}
 		}
+	}
+}
+
+// glProjectGo is one Griffin-Lim projection and extrapolation: t is z
+// rescaled to the magnitude mag (or mag with phase 0 where z is about
+// zero), c = t + momentum (t - tPrev), and tPrev becomes t. It is the
+// complex128 arithmetic Go defines, written out so that each product is
+// rounded on its own: t = z * complex(m/r, 0) and momentum * d =
+// complex(momentum, 0) * d multiply by the zero imaginary parts too.
+func glProjectGo(c, tPrev, z []complex128, mag []float32, momentum float64) {
+	z, tPrev, mag = z[:len(c)], tPrev[:len(c)], mag[:len(c)]
+	for i, zi := range z {
+		re, im := real(zi), imag(zi)
+		m := float64(mag[i])
+		tr, ti := m, 0.0
+		if r := math.Sqrt(float64(re*re) + float64(im*im)); r > 1e-12 {
+			q := m / r
+			tr = float64(re*q) - float64(im*0)
+			ti = float64(re*0) + float64(im*q)
+		}
+		dr, di := tr-real(tPrev[i]), ti-imag(tPrev[i])
+		c[i] = complex(tr+(float64(momentum*dr)-float64(0*di)), ti+(float64(momentum*di)+float64(0*dr)))
+		tPrev[i] = complex(tr, ti)
 	}
 }

@@ -114,3 +114,84 @@ update:
 	JNZ  iter
 	VZEROUPPER
 	RET
+
+DATA glthr<>+0(SB)/8, $0x3d719799812dea11 // 1e-12
+GLOBL glthr<>(SB), RODATA|NOPTR, $8
+
+// func glProject4(c, tPrev, z *complex128, mag *float32, n int, momentum float64)
+//
+// glProjectGo for n bins, n a multiple of 4 and at least 4, four bins at
+// a time: one square root and one division for the four (their r and
+// m/r), then two bins per vector for the rest. Every value is one IEEE
+// operation of glProjectGo's: VHADDPD adds im^2 to re^2 (the same sum),
+// VADDSUBPD forms re*q - im*0 beside im*q + re*0, and a bin whose r is
+// not above 1e-12 (or is NaN) takes (m, 0).
+TEXT ·glProject4(SB), NOSPLIT, $0-48
+	MOVQ         c+0(FP), DI
+	MOVQ         tPrev+8(FP), SI
+	MOVQ         z+16(FP), DX
+	MOVQ         mag+24(FP), R8
+	MOVQ         n+32(FP), CX
+	VBROADCASTSD momentum+40(FP), Y15
+	VBROADCASTSD glthr<>+0(SB), Y14
+	VXORPD       Y13, Y13, Y13
+	XORQ         AX, AX
+
+glloop:
+	MOVQ      AX, BX
+	SHLQ      $4, BX
+	VMOVUPD   (DX)(BX*1), Y0     // re0 im0 re1 im1
+	VMOVUPD   32(DX)(BX*1), Y1   // re2 im2 re3 im3
+	VMULPD    Y0, Y0, Y2
+	VMULPD    Y1, Y1, Y3
+	VHADDPD   Y3, Y2, Y2         // r0^2 r2^2 r1^2 r3^2
+	VSQRTPD   Y2, Y2
+	VPERMPD   $0xD8, Y2, Y2      // r0 r1 r2 r3
+	VCVTPS2PD (R8)(AX*4), Y3     // m0 m1 m2 m3
+	VDIVPD    Y2, Y3, Y4         // q = m / r
+	VCMPPD    $0x0E, Y14, Y2, Y5 // r > 1e-12
+
+	// bins 0 and 1
+	VPERMPD   $0x50, Y4, Y6
+	VPERMPD   $0x50, Y5, Y7
+	VPERMPD   $0x50, Y3, Y8
+	VBLENDPD  $0xA, Y13, Y8, Y8  // m 0 m 0
+	VMULPD    Y6, Y0, Y9         // re*q im*q
+	VMULPD    Y13, Y0, Y10       // re*0 im*0
+	VPERMILPD $0x5, Y10, Y10
+	VADDSUBPD Y10, Y9, Y9        // re*q - im*0, im*q + re*0
+	VBLENDVPD Y7, Y9, Y8, Y9     // t
+	VMOVUPD   (SI)(BX*1), Y10
+	VSUBPD    Y10, Y9, Y10       // d = t - tPrev
+	VMULPD    Y15, Y10, Y11
+	VMULPD    Y13, Y10, Y12
+	VPERMILPD $0x5, Y12, Y12
+	VADDSUBPD Y12, Y11, Y11      // mom*dr - 0*di, mom*di + 0*dr
+	VADDPD    Y11, Y9, Y11
+	VMOVUPD   Y11, (DI)(BX*1)
+	VMOVUPD   Y9, (SI)(BX*1)
+
+	// bins 2 and 3
+	VPERMPD   $0xFA, Y4, Y6
+	VPERMPD   $0xFA, Y5, Y7
+	VPERMPD   $0xFA, Y3, Y8
+	VBLENDPD  $0xA, Y13, Y8, Y8
+	VMULPD    Y6, Y1, Y9
+	VMULPD    Y13, Y1, Y10
+	VPERMILPD $0x5, Y10, Y10
+	VADDSUBPD Y10, Y9, Y9
+	VBLENDVPD Y7, Y9, Y8, Y9
+	VMOVUPD   32(SI)(BX*1), Y10
+	VSUBPD    Y10, Y9, Y10
+	VMULPD    Y15, Y10, Y11
+	VMULPD    Y13, Y10, Y12
+	VPERMILPD $0x5, Y12, Y12
+	VADDSUBPD Y12, Y11, Y11
+	VADDPD    Y11, Y9, Y11
+	VMOVUPD   Y11, 32(DI)(BX*1)
+	VMOVUPD   Y9, 32(SI)(BX*1)
+	ADDQ      $4, AX
+	CMPQ      AX, CX
+	JLT       glloop
+	VZEROUPPER
+	RET

@@ -49,3 +49,17 @@ func nnlsRun(sc *nnlsScratch, c melCSR, iters int) {
 
 //go:noescape
 func nnls4(s, num, den, bs *float64, start, off *int, w *float64, mels, bins, iters int)
+
+// glProject is glProjectGo, with AVX2 four bins at a time.
+func glProject(c, tPrev, z []complex128, mag []float32, momentum float64) {
+	n := len(c) &^ 3
+	if !cpu.X86.HasAVX2 || n == 0 || len(z) < len(c) || len(tPrev) < len(c) || len(mag) < len(c) {
+		glProjectGo(c, tPrev, z, mag, momentum)
+		return
+	}
+	glProject4(&c[0], &tPrev[0], &z[0], &mag[0], n, momentum)
+	glProjectGo(c[n:], tPrev[n:], z[n:], mag[n:], momentum)
+}
+
+//go:noescape
+func glProject4(c, tPrev, z *complex128, mag *float32, n int, momentum float64)

@@ -10,3 +10,8 @@ func windowFrame(dst []float64, x []float32, w []float64) { windowFrameGo(dst, x
 
 // nnlsRun is nnlsLanesGo.
 func nnlsRun(sc *nnlsScratch, c melCSR, iters int) { nnlsLanesGo(sc, c, iters) }
+
+// glProject is glProjectGo.
+func glProject(c, tPrev, z []complex128, mag []float32, momentum float64) {
+	glProjectGo(c, tPrev, z, mag, momentum)
+}
