@@ -230,8 +230,8 @@ func (a *MelAnalyzer) stft(x []float64, fft realFFT, out []complex128) []complex
 		start := t*hop - half
 		lo, hi := max(0, -start), min(n, len(x)-start)
 		clear(frame)
-		for i := lo; i < hi; i++ {
-			frame[i] = x[start+i] * a.window[i]
+		if lo < hi {
+			mulTo(frame[lo:hi], x[start+lo:start+hi], a.window[lo:hi])
 		}
 		fft.Coefficients(out[t*a.bins:(t+1)*a.bins], frame)
 	}
@@ -278,8 +278,8 @@ func (a *MelAnalyzer) istft(spec []complex128, frames int, norm []float64, fft r
 		fft.Sequence(frame, spec[t*a.bins:(t+1)*a.bins])
 		start := t*hop - half
 		lo, hi := max(0, -start), min(n, length-start)
-		for i := lo; i < hi; i++ {
-			out[start+i] += frame[i] * scale * a.window[i]
+		if lo < hi {
+			overlapAdd(out[start+lo:start+hi], frame[lo:hi], a.window[lo:hi], scale)
 		}
 	}
 	for j, v := range norm {

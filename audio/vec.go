@@ -29,3 +29,20 @@ func windowFrameGo(dst []float64, x []float32, w []float64) {
 		dst[i] = float64(x[i]) * w[i]
 	}
 }
+
+// overlapAddGo adds frame[i] * scale * w[i] to out[i], each product
+// rounded on its own.
+func overlapAddGo(out, frame, w []float64, scale float64) {
+	frame, w = frame[:len(out)], w[:len(out)]
+	for i := range out {
+		out[i] += float64(float64(frame[i]*scale) * w[i])
+	}
+}
+
+// mulToGo sets dst[i] = x[i] * w[i].
+func mulToGo(dst, x, w []float64) {
+	x, w = x[:len(dst)], w[:len(dst)]
+	for i := range dst {
+		dst[i] = x[i] * w[i]
+	}
+}

@@ -63,3 +63,32 @@ func glProject(c, tPrev, z []complex128, mag []float32, momentum float64) {
 
 //go:noescape
 func glProject4(c, tPrev, z *complex128, mag *float32, n int, momentum float64)
+
+// overlapAdd is overlapAddGo, with AVX2 four at a time (the same two
+// products and sum per value).
+func overlapAdd(out, frame, w []float64, scale float64) {
+	n := len(out) &^ 3
+	if !cpu.X86.HasAVX2 || n == 0 || len(frame) < len(out) || len(w) < len(out) {
+		overlapAddGo(out, frame, w, scale)
+		return
+	}
+	overlapAdd4(&out[0], &frame[0], &w[0], n, scale)
+	overlapAddGo(out[n:], frame[n:], w[n:], scale)
+}
+
+// mulTo is mulToGo, with AVX2 four at a time.
+func mulTo(dst, x, w []float64) {
+	n := len(dst) &^ 3
+	if !cpu.X86.HasAVX2 || n == 0 || len(x) < len(dst) || len(w) < len(dst) {
+		mulToGo(dst, x, w)
+		return
+	}
+	mulTo4(&dst[0], &x[0], &w[0], n)
+	mulToGo(dst[n:], x[n:], w[n:])
+}
+
+//go:noescape
+func overlapAdd4(out, frame, w *float64, n int, scale float64)
+
+//go:noescape
+func mulTo4(dst, x, w *float64, n int)

@@ -130,3 +130,47 @@ wloop:
 	JNZ       wloop
 	VZEROUPPER
 	RET
+
+// func overlapAdd4(out, frame, w *float64, n int, scale float64)
+//
+// out[i] += frame[i] * scale * w[i] for n (a multiple of 4, at least 4)
+// values: the product rounded, then the second, then the sum, as Go does.
+TEXT ·overlapAdd4(SB), NOSPLIT, $0-40
+	MOVQ         out+0(FP), DI
+	MOVQ         frame+8(FP), SI
+	MOVQ         w+16(FP), DX
+	MOVQ         n+24(FP), CX
+	VBROADCASTSD scale+32(FP), Y15
+	XORQ         AX, AX
+
+olaloop:
+	VMOVUPD (SI)(AX*8), Y0
+	VMULPD  Y15, Y0, Y0
+	VMULPD  (DX)(AX*8), Y0, Y0
+	VADDPD  (DI)(AX*8), Y0, Y0
+	VMOVUPD Y0, (DI)(AX*8)
+	ADDQ    $4, AX
+	CMPQ    AX, CX
+	JLT     olaloop
+	VZEROUPPER
+	RET
+
+// func mulTo4(dst, x, w *float64, n int)
+//
+// dst[i] = x[i] * w[i] for n (a multiple of 4, at least 4) values.
+TEXT ·mulTo4(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ n+24(FP), CX
+	XORQ AX, AX
+
+mulloop:
+	VMOVUPD (SI)(AX*8), Y0
+	VMULPD  (DX)(AX*8), Y0, Y0
+	VMOVUPD Y0, (DI)(AX*8)
+	ADDQ    $4, AX
+	CMPQ    AX, CX
+	JLT     mulloop
+	VZEROUPPER
+	RET

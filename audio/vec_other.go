@@ -15,3 +15,9 @@ func nnlsRun(sc *nnlsScratch, c melCSR, iters int) { nnlsLanesGo(sc, c, iters) }
 func glProject(c, tPrev, z []complex128, mag []float32, momentum float64) {
 	glProjectGo(c, tPrev, z, mag, momentum)
 }
+
+// overlapAdd is overlapAddGo.
+func overlapAdd(out, frame, w []float64, scale float64) { overlapAddGo(out, frame, w, scale) }
+
+// mulTo is mulToGo.
+func mulTo(dst, x, w []float64) { mulToGo(dst, x, w) }

@@ -100,3 +100,51 @@ func TestWindowFrameMatchesLoop(t *testing.T) {
 		}
 	}
 }
+
+// The overlap-add and windowing kernels give their Go loops' bits on
+// every length, with signed zeros, subnormals, infinities and NaNs mixed
+// in (any NaN for a NaN).
+func TestOverlapAddAndMulTo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	special := []float64{0, math.Copysign(0, -1), 0x1p-1074, -0x1p-1060, math.Inf(1), math.Inf(-1), math.NaN(), math.MaxFloat64}
+	val := func() float64 {
+		if rng.IntN(8) == 0 {
+			return special[rng.IntN(len(special))]
+		}
+		return rng.NormFloat64() * math.Pow(2, float64(rng.IntN(80)-40))
+	}
+	fill := func(n int) []float64 {
+		x := make([]float64, n)
+		for i := range x {
+			x[i] = val()
+		}
+		return x
+	}
+	for trial := range 400 {
+		n := trial % 23
+		out, frame, w := fill(n), fill(n), fill(n)
+		scale := []float64{1.0 / 512, val()}[trial%2]
+		got, want := append([]float64(nil), out...), append([]float64(nil), out...)
+		overlapAdd(got, frame, w, scale)
+		overlapAddGo(want, frame, w, scale)
+		if i := firstDiff(got, want); i >= 0 {
+			t.Fatalf("overlapAdd, %d values: [%d] = %v, Go loop %v", n, i, got[i], want[i])
+		}
+		mulTo(got, frame, w)
+		mulToGo(want, frame, w)
+		if i := firstDiff(got, want); i >= 0 {
+			t.Fatalf("mulTo, %d values: [%d] = %v, Go loop %v", n, i, got[i], want[i])
+		}
+	}
+}
+
+// firstDiff is the first index where x and y differ in bits (any NaN
+// matching any NaN), or -1.
+func firstDiff(x, y []float64) int {
+	for i := range x {
+		if math.Float64bits(x[i]) != math.Float64bits(y[i]) && !(math.IsNaN(x[i]) && math.IsNaN(y[i])) {
+			return i
+		}
+	}
+	return -1
+}
