@@ -130,17 +130,7 @@ func (p *pow2FFT) Coefficients(dst []complex128, seq []float64) []complex128 {
 	// Z[k] = E[k] + iO[k] and X[k] = E[k] + exp(-2πik/n) O[k].
 	dst[0] = complex(real(z[0])+imag(z[0]), 0)
 	dst[h] = complex(real(z[0])-imag(z[0]), 0)
-	for k := 1; k <= h/2; k++ {
-		a, b := z[k], z[h-k]
-		bc := complex(real(b), -imag(b))
-		e := (a + bc) * 0.5
-		o := (a - bc) * complex(0, -0.5)
-		w := t.split[k]
-		dst[k] = e + w*o
-		// X[h-k] = conj(E[k]) - conj(w) conj(O[k]) by the symmetry of E, O.
-		wc := complex(-real(w), imag(w))
-		dst[h-k] = complex(real(e), -imag(e)) + wc*complex(real(o), -imag(o))
-	}
+	split(dst, z, t.split, h)
 	return dst
 }
 
@@ -160,26 +150,66 @@ func (p *pow2FFT) Sequence(dst []float64, coeff []complex128) []float64 {
 	// X[h-k]) exp(2πik/n) (both twice their forward values, which makes
 	// the result n times the signal), then Z = E + iO, stored conjugated
 	// so that the forward butterflies compute the inverse.
-	put := func(k int, v complex128) { z[t.rev[k]] = complex(real(v), -imag(v)) }
-	put(0, complex(x0+xh, x0-xh))
+	z[0] = complex(x0+xh, -(x0 - xh))
+	unsplit(z, coeff, t.split, t.rev, h)
+	p.butterflies()
+	conjTo(dst, z)
+	return dst
+}
+
+// splitGo sets dst[1..h-1] (h = n/2) to the DFT of a real sequence of n
+// samples from z, the DFT of its even samples plus i times that of its odd
+// ones. With E and O those two, Z[k] = E[k] + iO[k] and X[k] = E[k] +
+// exp(-2πik/n) O[k]. It is Go's complex128 arithmetic written out (the
+// products with 0.5 and -0.5i, their zero parts included), each product
+// rounded on its own so that no build fuses one and every build, with or
+// without the vector kernel, gives the same bits.
+func splitGo(dst, z, tw []complex128, h int) {
 	for k := 1; k <= h/2; k++ {
-		a, b := coeff[k], coeff[h-k]
-		bc := complex(real(b), -imag(b))
-		w := t.split[k]
-		wc := complex(real(w), -imag(w))
-		e := a + bc
-		o := (a - bc) * wc
-		put(k, e+complex(-imag(o), real(o)))
-		// Mirror: E and O are DFTs of real sequences, so E[h-k] = conj
-		// E[k] and O[h-k] = conj O[k].
-		ec, oc := complex(real(e), -imag(e)), complex(real(o), -imag(o))
+		ar, ai := real(z[k]), imag(z[k])
+		br, bi := real(z[h-k]), -imag(z[h-k])
+		sr, si := ar+br, ai+bi // a + conj(b)
+		dr, di := ar-br, ai-bi // a - conj(b)
+		// e = s * 0.5, o = d * -0.5i
+		er, ei := float64(sr*0.5)-float64(si*0), float64(sr*0)+float64(si*0.5)
+		or, oi := float64(dr*0)-float64(di*-0.5), float64(dr*-0.5)+float64(di*0)
+		wr, wi := real(tw[k]), imag(tw[k])
+		dst[k] = complex(er+(float64(wr*or)-float64(wi*oi)), ei+(float64(wr*oi)+float64(wi*or)))
+		// X[h-k] = conj(E[k]) - conj(w) conj(O[k]) by the symmetry of E, O:
+		// conj(e) + (-wr + i wi) (or - i oi).
+		dst[h-k] = complex(er+(float64(-wr*or)-float64(wi*-oi)), -ei+(float64(-wr*-oi)+float64(wi*or)))
+	}
+}
+
+// unsplitGo undoes splitGo for Sequence: with X the coefficients, E[k] =
+// X[k] + conj X[h-k] and O[k] = (X[k] - conj X[h-k]) exp(2πik/n) (both
+// twice their forward values, which makes the result n times the
+// signal), and z[rev[k]] = conj(E + iO) for k = 1..h-1, conjugated so that
+// the forward butterflies compute the inverse. E and O are DFTs of real
+// sequences, so E[h-k] = conj E[k] and O[h-k] = conj O[k]. Each product is
+// rounded on its own, as in splitGo.
+func unsplitGo(z, coeff, tw []complex128, rev []int32, h int) {
+	for k := 1; k <= h/2; k++ {
+		ar, ai := real(coeff[k]), imag(coeff[k])
+		br, bi := real(coeff[h-k]), -imag(coeff[h-k])
+		er, ei := ar+br, ai+bi
+		dr, di := ar-br, ai-bi
+		wr, wi := real(tw[k]), -imag(tw[k])
+		// o = d * conj(w)
+		or, oi := float64(dr*wr)-float64(di*wi), float64(dr*wi)+float64(di*wr)
+		z[rev[k]] = complex(er+-oi, -(ei + or))
 		if k != h-k {
-			put(h-k, ec+complex(-imag(oc), real(oc)))
+			// conj(e) + i conj(o) = (er + oi) + i(-ei + or)
+			z[rev[h-k]] = complex(er+oi, -(-ei + or))
 		}
 	}
-	p.butterflies()
+}
+
+// conjToGo sets dst[2j], dst[2j+1] to the real part and the negated
+// imaginary part of z[j].
+func conjToGo(dst []float64, z []complex128) {
+	dst = dst[:2*len(z)]
 	for j, v := range z {
 		dst[2*j], dst[2*j+1] = real(v), -imag(v)
 	}
-	return dst
 }

@@ -92,3 +92,41 @@ func overlapAdd4(out, frame, w *float64, n int, scale float64)
 
 //go:noescape
 func mulTo4(dst, x, w *float64, n int)
+
+// split is splitGo, with AVX2 two bins at a time (split_amd64.s).
+func split(dst, z, tw []complex128, h int) {
+	if !cpu.X86.HasAVX2 || h < 4 || h&(h-1) != 0 || len(dst) < h+1 || len(z) < h || len(tw) < h/2+1 {
+		splitGo(dst, z, tw, h)
+		return
+	}
+	split2(&dst[0], &z[0], &tw[0], h)
+}
+
+// unsplit is unsplitGo, with AVX2 two bins at a time.
+func unsplit(z, coeff, tw []complex128, rev []int32, h int) {
+	if !cpu.X86.HasAVX2 || h < 4 || h&(h-1) != 0 || len(z) < h || len(coeff) < h+1 || len(tw) < h/2+1 || len(rev) < h {
+		unsplitGo(z, coeff, tw, rev, h)
+		return
+	}
+	unsplit2(&z[0], &coeff[0], &tw[0], &rev[0], h)
+}
+
+// conjTo is conjToGo, with AVX2 two values at a time.
+func conjTo(dst []float64, z []complex128) {
+	n := len(z) &^ 1
+	if !cpu.X86.HasAVX2 || n == 0 || len(dst) < 2*len(z) {
+		conjToGo(dst, z)
+		return
+	}
+	conj4(&dst[0], &z[0], n)
+	conjToGo(dst[2*n:], z[n:])
+}
+
+//go:noescape
+func split2(dst, z, tw *complex128, h int)
+
+//go:noescape
+func unsplit2(z, coeff, tw *complex128, rev *int32, h int)
+
+//go:noescape
+func conj4(dst *float64, z *complex128, n int)
