@@ -22,6 +22,6 @@ func overlapAdd(out, frame, w []float64, scale float64) { overlapAddGo(out, fram
 // mulTo is mulToGo.
 func mulTo(dst, x, w []float64) { mulToGo(dst, x, w) }
 
-func split(dst, z, tw []complex128, h int)                 { splitGo(dst, z, tw, h) }
+func split(dst, z, tw []complex128, h int)                  { splitGo(dst, z, tw, h) }
 func unsplit(z, coeff, tw []complex128, rev []int32, h int) { unsplitGo(z, coeff, tw, rev, h) }
 func conjTo(dst []float64, z []complex128)                  { conjToGo(dst, z) }
