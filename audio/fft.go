@@ -78,16 +78,28 @@ type pow2FFT struct {
 // butterflies runs the decimation-in-time stages over z, whose input is
 // already in bit-reversed order.
 func (p *pow2FFT) butterflies() {
-	z, h := p.z, p.t.h
-	// The first two stages have twiddles 1 and -i: no multiplies.
-	for s := 0; s < h; s += 4 {
+	first2(p.z)
+	p.stagesFrom8()
+}
+
+// first2Go runs the first two stages over z (len a multiple of 4). Their
+// twiddles are 1 and -i: no multiplies.
+func first2Go(z []complex128) {
+	for s := 0; s+4 <= len(z); s += 4 {
 		q := z[s : s+4 : s+4]
 		a, b, c, d := q[0]+q[1], q[0]-q[1], q[2]+q[3], q[2]-q[3]
 		d = complex(imag(d), -real(d)) // -i·d
 		q[0], q[2] = a+c, a-c
 		q[1], q[3] = b+d, b-d
 	}
-	p.stagesFrom8()
+}
+
+// gatherGo sets z[j] to the pair of samples seq[2i], seq[2i+1] for j =
+// rev[i]: the FFT's input in bit-reversed order.
+func gatherGo(z []complex128, seq []float64, rev []int32) {
+	for i, j := range rev {
+		z[j] = complex(seq[2*i], seq[2*i+1])
+	}
 }
 
 // stagesFrom8Go is stagesFrom8 in Go: the definition the vector kernels
@@ -122,10 +134,8 @@ func (p *pow2FFT) Coefficients(dst []complex128, seq []float64) []complex128 {
 		dst = make([]complex128, h+1)
 	}
 	dst, seq = dst[:h+1], seq[:2*h]
-	for i, j := range t.rev {
-		z[j] = complex(seq[2*i], seq[2*i+1])
-	}
-	p.butterflies()
+	gatherFirst2(z, seq, t.rev)
+	p.stagesFrom8()
 	// With E and O the DFTs of the even and odd samples,
 	// Z[k] = E[k] + iO[k] and X[k] = E[k] + exp(-2πik/n) O[k].
 	dst[0] = complex(real(z[0])+imag(z[0]), 0)

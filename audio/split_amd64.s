@@ -172,3 +172,84 @@ cjloop:
 	JLT     cjloop
 	VZEROUPPER
 	RET
+
+DATA f2sign<>+0(SB)/8, $0
+DATA f2sign<>+8(SB)/8, $0
+DATA f2sign<>+16(SB)/8, $0
+DATA f2sign<>+24(SB)/8, $0x8000000000000000
+GLOBL f2sign<>(SB), RODATA|NOPTR, $32
+
+// FIRST2 runs the first two stages on a group of four, q0 q2 in Y0 and
+// q1 q3 in Y1 (Y15 the sign of the last value), leaving q0' q1' in Y4
+// and q2' q3' in Y5: a c = q0+q1 q2+q3, b d = q0-q1 q2-q3, d = -i d, then
+// a+c b+d and a-c b-d, the same sums as first2Go.
+#define FIRST2 \
+	VADDPD     Y1, Y0, Y2; \
+	VSUBPD     Y1, Y0, Y3; \
+	VPERMILPD  $6, Y3, Y3; \
+	VXORPD     Y15, Y3, Y3; \
+	VPERM2F128 $0x20, Y3, Y2, Y4; \
+	VPERM2F128 $0x31, Y3, Y2, Y5; \
+	VADDPD     Y5, Y4, Y6; \
+	VSUBPD     Y5, Y4, Y5; \
+	VMOVAPD    Y6, Y4
+
+// func first2x4(z *complex128, n int)
+//
+// first2Go for n (a multiple of 4, at least 4) values.
+TEXT ·first2x4(SB), NOSPLIT, $0-16
+	MOVQ    z+0(FP), DI
+	MOVQ    n+8(FP), CX
+	SHLQ    $4, CX
+	VMOVUPD f2sign<>+0(SB), Y15
+	XORQ    AX, AX
+
+f2loop:
+	VMOVUPD      (DI)(AX*1), X0
+	VINSERTF128  $1, 32(DI)(AX*1), Y0, Y0   // q0 q2
+	VMOVUPD      16(DI)(AX*1), X1
+	VINSERTF128  $1, 48(DI)(AX*1), Y1, Y1   // q1 q3
+	FIRST2
+	VMOVUPD      Y4, (DI)(AX*1)
+	VMOVUPD      Y5, 32(DI)(AX*1)
+	ADDQ         $64, AX
+	CMPQ         AX, CX
+	JLT          f2loop
+	VZEROUPPER
+	RET
+
+// func gatherFirst2x4(z *complex128, seq *float64, rev *int32, h int)
+//
+// gatherGo then first2Go for h (a multiple of 4, at least 4) values:
+// z[s+m] is the pair of samples at rev[s+m], since rev is its own inverse.
+TEXT ·gatherFirst2x4(SB), NOSPLIT, $0-32
+	MOVQ    z+0(FP), DI
+	MOVQ    seq+8(FP), SI
+	MOVQ    rev+16(FP), DX
+	MOVQ    h+24(FP), CX
+	VMOVUPD f2sign<>+0(SB), Y15
+	XORQ    AX, AX
+
+gfloop:
+	MOVL         (DX)(AX*4), R8
+	SHLQ         $4, R8
+	VMOVUPD      (SI)(R8*1), X0
+	MOVL         8(DX)(AX*4), R8
+	SHLQ         $4, R8
+	VINSERTF128  $1, (SI)(R8*1), Y0, Y0    // q0 q2
+	MOVL         4(DX)(AX*4), R8
+	SHLQ         $4, R8
+	VMOVUPD      (SI)(R8*1), X1
+	MOVL         12(DX)(AX*4), R8
+	SHLQ         $4, R8
+	VINSERTF128  $1, (SI)(R8*1), Y1, Y1    // q1 q3
+	FIRST2
+	MOVQ         AX, R9
+	SHLQ         $4, R9
+	VMOVUPD      Y4, (DI)(R9*1)
+	VMOVUPD      Y5, 32(DI)(R9*1)
+	ADDQ         $4, AX
+	CMPQ         AX, CX
+	JLT          gfloop
+	VZEROUPPER
+	RET

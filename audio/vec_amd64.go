@@ -130,3 +130,31 @@ func unsplit2(z, coeff, tw *complex128, rev *int32, h int)
 
 //go:noescape
 func conj4(dst *float64, z *complex128, n int)
+
+// first2 is first2Go, with AVX2 one group of four at a time.
+func first2(z []complex128) {
+	if !cpu.X86.HasAVX2 || len(z) < 4 || len(z)%4 != 0 {
+		first2Go(z)
+		return
+	}
+	first2x4(&z[0], len(z))
+}
+
+// gatherFirst2 is gatherGo, then first2Go: with AVX2 each group of four
+// is loaded from its bit-reversed places and run through both stages at
+// once. rev must be a bit reversal (its own inverse).
+func gatherFirst2(z []complex128, seq []float64, rev []int32) {
+	h := len(rev)
+	if !cpu.X86.HasAVX2 || h < 4 || h%4 != 0 || len(z) < h || len(seq) < 2*h {
+		gatherGo(z, seq, rev)
+		first2Go(z)
+		return
+	}
+	gatherFirst2x4(&z[0], &seq[0], &rev[0], h)
+}
+
+//go:noescape
+func first2x4(z *complex128, n int)
+
+//go:noescape
+func gatherFirst2x4(z *complex128, seq *float64, rev *int32, h int)

@@ -25,3 +25,12 @@ func mulTo(dst, x, w []float64) { mulToGo(dst, x, w) }
 func split(dst, z, tw []complex128, h int)                  { splitGo(dst, z, tw, h) }
 func unsplit(z, coeff, tw []complex128, rev []int32, h int) { unsplitGo(z, coeff, tw, rev, h) }
 func conjTo(dst []float64, z []complex128)                  { conjToGo(dst, z) }
+
+// first2 is first2Go.
+func first2(z []complex128) { first2Go(z) }
+
+// gatherFirst2 is gatherGo, then first2Go.
+func gatherFirst2(z []complex128, seq []float64, rev []int32) {
+	gatherGo(z, seq, rev)
+	first2Go(z)
+}
