@@ -271,18 +271,26 @@ func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg Griff
 		return nil, fmt.Errorf("audio: GriffinLimConfig.Length %d gives %d frames at hop %d, the spectrogram has %d", length, a.numFrames(length), a.cfg.Hop, frames)
 	}
 
-	fft := a.fft.plan(a.cfg.NFFT)
+	// The buffers (several hundred kilobytes a second of speech) come
+	// from a pool: a server renders many outputs a second, and fresh ones
+	// would be cleared and collected for each.
+	w, _ := a.glWork.Get().(*glWork)
+	if w == nil {
+		w = &glWork{stftWork: a.newSTFTWork()}
+	}
+	defer a.glWork.Put(w)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
 	n := len(mag.Data)
-	c := make([]complex128, n)     // current estimate
-	tPrev := make([]complex128, n) // previous projection
+	w.c = slices.Grow(w.c[:0], n)[:n]         // current estimate
+	w.tPrev = slices.Grow(w.tPrev[:0], n)[:n] // previous projection
+	c, tPrev := w.c, w.tPrev
 	switch {
 	case cfg.Init != nil:
 		if len(cfg.Init) != length {
 			return nil, fmt.Errorf("audio: GriffinLimConfig.Init has %d samples, want the output length %d", len(cfg.Init), length)
 		}
-		z := a.stft(toFloat64(cfg.Init), fft, nil)
-		for i, zi := range z {
+		w.z = a.stft(toFloat64(cfg.Init), &w.stftWork, w.z)
+		for i, zi := range w.z {
 			m := float64(mag.Data[i])
 			if r := math.Hypot(real(zi), imag(zi)); r > 1e-12 {
 				c[i] = zi * complex(m/r, 0)
@@ -297,25 +305,31 @@ func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg Griff
 		}
 	}
 	copy(tPrev, c)
-	norm := a.olaNorm(frames, length)
-	var x []float64
-	var z []complex128
+	w.norm = a.olaNorm(w.norm, frames, length)
 	for it := range cfg.Iterations {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("audio: Griffin-Lim stopped at iteration %d of %d: %w", it, cfg.Iterations, err)
 		}
 		// Project onto consistent spectrograms (STFT of a signal), then
 		// onto the target magnitude; extrapolate along the step.
-		x = a.istft(c, frames, norm, fft, x)
-		z = a.stft(x, fft, z)
-		glProject(c, tPrev, z, mag.Data, cfg.Momentum)
+		w.x = a.istft(c, frames, w.norm, &w.stftWork, w.x)
+		w.z = a.stft(w.x, &w.stftWork, w.z)
+		glProject(c, tPrev, w.z, mag.Data, cfg.Momentum)
 	}
-	x = a.istft(tPrev, frames, norm, fft, x)
+	w.x = a.istft(tPrev, frames, w.norm, &w.stftWork, w.x)
+	x := w.x
 	out := make([]float32, len(x))
 	for i, v := range x {
 		out[i] = float32(v)
 	}
 	return out, nil
+}
+
+// glWork holds one Griffin-Lim run's buffers, each grown as needed.
+type glWork struct {
+	stftWork
+	c, tPrev, z []complex128
+	x, norm     []float64
 }
 
 // LoopGriffinLim finds a periodic waveform, period samples long, whose

@@ -3,6 +3,7 @@ package audio
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"gonum.org/v1/gonum/mat"
@@ -125,6 +126,8 @@ type MelAnalyzer struct {
 	csr    melCSR     // fb in compressed rows
 	fft    *fftTables // nil when NFFT is not a power of two
 
+	glWork sync.Pool // *glWork: Griffin-Lim's buffers, reused across calls
+
 	pinvOnce sync.Once
 	pinv     *mat.Dense // bins x NMels pseudo-inverse of the filterbank
 	pinvErr  error
@@ -218,14 +221,11 @@ func (a *MelAnalyzer) numFrames(n int) int {
 
 // stft is the centred short-time Fourier transform (input zero-padded by
 // NFFT/2 on both sides), frames x bins, row-major.
-func (a *MelAnalyzer) stft(x []float64, fft realFFT, out []complex128) []complex128 {
+func (a *MelAnalyzer) stft(x []float64, w *stftWork, out []complex128) []complex128 {
 	n, hop, half := a.cfg.NFFT, a.cfg.Hop, a.cfg.NFFT/2
 	frames := a.numFrames(len(x))
-	if cap(out) < frames*a.bins {
-		out = make([]complex128, frames*a.bins)
-	}
-	out = out[:frames*a.bins]
-	frame := make([]float64, n)
+	out = slices.Grow(out[:0], frames*a.bins)[:frames*a.bins]
+	fft, frame := w.fft, w.frame
 	for t := range frames {
 		start := t*hop - half
 		lo, hi := max(0, -start), min(n, len(x)-start)
@@ -238,12 +238,24 @@ func (a *MelAnalyzer) stft(x []float64, fft realFFT, out []complex128) []complex
 	return out
 }
 
-// olaNorm is 1 / (sum of squared windows) at each of length output samples
-// of a frames-long centred STFT (0 where no window reaches), the
-// normalization of the least-squares inverse STFT.
-func (a *MelAnalyzer) olaNorm(frames, length int) []float64 {
+// stftWork is the scratch of stft and istft: an FFT plan and a frame.
+type stftWork struct {
+	fft   realFFT
+	frame []float64
+}
+
+func (a *MelAnalyzer) newSTFTWork() stftWork {
+	return stftWork{fft: a.fft.plan(a.cfg.NFFT), frame: make([]float64, a.cfg.NFFT)}
+}
+
+// olaNorm sets norm (grown to length samples, and returned) to 1 / (sum
+// of squared windows) at each output sample of a frames-long centred STFT
+// (0 where no window reaches), the normalization of the least-squares
+// inverse STFT.
+func (a *MelAnalyzer) olaNorm(norm []float64, frames, length int) []float64 {
 	hop, half := a.cfg.Hop, a.cfg.NFFT/2
-	norm := make([]float64, length)
+	norm = slices.Grow(norm[:0], length)[:length]
+	clear(norm)
 	for t := range frames {
 		start := t*hop - half
 		for i, w := range a.window {
@@ -264,15 +276,12 @@ func (a *MelAnalyzer) olaNorm(frames, length int) []float64 {
 
 // istft inverts stft by weighted overlap-add (the least-squares inverse),
 // returning len(norm) samples; norm comes from olaNorm.
-func (a *MelAnalyzer) istft(spec []complex128, frames int, norm []float64, fft realFFT, out []float64) []float64 {
+func (a *MelAnalyzer) istft(spec []complex128, frames int, norm []float64, w *stftWork, out []float64) []float64 {
 	n, hop, half := a.cfg.NFFT, a.cfg.Hop, a.cfg.NFFT/2
 	length := len(norm)
-	if cap(out) < length {
-		out = make([]float64, length)
-	}
-	out = out[:length]
+	out = slices.Grow(out[:0], length)[:length]
 	clear(out)
-	frame := make([]float64, n)
+	fft, frame := w.fft, w.frame
 	scale := 1 / float64(n) // gonum's inverse is unnormalized
 	for t := range frames {
 		fft.Sequence(frame, spec[t*a.bins:(t+1)*a.bins])
@@ -290,7 +299,8 @@ func (a *MelAnalyzer) istft(spec []complex128, frames int, norm []float64, fft r
 
 // Magnitude returns |STFT(x)|, frames x (NFFT/2+1).
 func (a *MelAnalyzer) Magnitude(x []float32) Spectrogram {
-	spec := a.stft(toFloat64(x), a.fft.plan(a.cfg.NFFT), nil)
+	w := a.newSTFTWork()
+	spec := a.stft(toFloat64(x), &w, nil)
 	s := Spectrogram{Frames: len(spec) / a.bins, Bins: a.bins, Data: make([]float32, len(spec))}
 	for i, c := range spec {
 		s.Data[i] = float32(math.Hypot(real(c), imag(c)))

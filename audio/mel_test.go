@@ -1,9 +1,11 @@
 package audio
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"gonum.org/v1/gonum/dsp/fourier"
@@ -153,7 +155,7 @@ func TestLogMelMatchesSTFT(t *testing.T) {
 				x[i] = float32(math.Sin(float64(i)*0.07) * math.Cos(float64(i)*0.0013))
 			}
 			got := a.LogMel(x)
-			spec := a.stft(toFloat64(x), fourier.NewFFT(a.cfg.NFFT), nil)
+			spec := a.stft(toFloat64(x), &stftWork{fft: fourier.NewFFT(a.cfg.NFFT), frame: make([]float64, a.cfg.NFFT)}, nil)
 			frames := len(spec) / a.bins
 			if got.Frames != frames || got.Bins != a.cfg.NMels {
 				t.Fatalf("LogMel is %d x %d, want %d x %d", got.Frames, got.Bins, frames, a.cfg.NMels)
@@ -213,10 +215,10 @@ func TestSTFTRoundTrip(t *testing.T) {
 		x[i] += float32(0.1 * math.Sin(float64(i)*0.37))
 	}
 	xf := toFloat64(x)
-	fft := fourier.NewFFT(a.cfg.NFFT)
-	spec := a.stft(xf, fft, nil)
+	w := &stftWork{fft: fourier.NewFFT(a.cfg.NFFT), frame: make([]float64, a.cfg.NFFT)}
+	spec := a.stft(xf, w, nil)
 	frames := len(spec) / a.bins
-	y := a.istft(spec, frames, a.olaNorm(frames, len(x)), fft, nil)
+	y := a.istft(spec, frames, a.olaNorm(nil, frames, len(x)), w, nil)
 	var maxErr float64
 	for i := range x {
 		maxErr = max(maxErr, math.Abs(y[i]-xf[i]))
@@ -282,5 +284,53 @@ func TestMelToMagnitudeRepeats(t *testing.T) {
 		if !slices.Equal(got.Row(i), one.Row(0)) {
 			t.Fatalf("frame %d (pattern %d) differs from solving it alone", i, p)
 		}
+	}
+}
+
+// Griffin-Lim reuses its buffers from call to call, from goroutine to
+// goroutine: a run after longer and shorter ones, some of them running at
+// once, gives the bits of a run on a fresh analyzer.
+func TestGriffinLimReusedBuffers(t *testing.T) {
+	fresh := func() *MelAnalyzer {
+		a, err := NewMelAnalyzer(DefaultMelConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	cfg := GriffinLimConfig{Iterations: 4, NNLSIterations: 5}
+	clips := []int{16000, 4000, 24000, 800}
+	want := make([][]float32, len(clips))
+	lms := make([]Spectrogram, len(clips))
+	for i, n := range clips {
+		a := fresh()
+		lms[i] = a.LogMel(sine(16000, 200+float64(i)*90, 0.4, n))
+		out, err := a.Invert(t.Context(), lms[i], cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = out
+	}
+	a := fresh()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*len(clips))
+	for range 4 {
+		wg.Go(func() {
+			for i := range clips {
+				got, err := a.Invert(t.Context(), lms[i], cfg)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(got, want[i]) {
+					errs <- fmt.Errorf("clip %d (%d samples) differs from a fresh analyzer's", i, clips[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
