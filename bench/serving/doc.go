@@ -27,9 +27,15 @@
 // a trained one does: no early end marker and units of 1 or 2 frames, so
 // every request decodes up to -max-output (0.5 s, about 20 units; the
 // session-5 checkpoint speaks 13 to 24 units for its phrases). Each line
-// reports out_s, the mean seconds of speech per answer. Output:
+// reports out_s, the mean seconds of speech per answer, and the server's
+// own breakdown, as Triton reports it: queue_ms in the batcher's queue and
+// compute_ms, the wall time of the batch a request ran in. A round's
+// off_compute_ms beside the summary's cpu_ms_per_input_batch1 shows how
+// much of the unbatched executor's time a request is the model's work
+// (the rest: its core taken by the server's other goroutines, the
+// collector, other processes). Output:
 //
-//	bench serving vocoder=... mode=batch c=16 rps=... p50_ms=... p99_ms=... mean_batch=... out_s=...
-//	bench serving vocoder=... round=0 c=16 off_rps=... batch_rps=... instances_rps=... batching_gain=...
-//	bench serving vocoder=... batching_gain=<median rps ratio at c=16> p99_ratio=... gain_vs_instances=... rtf_batch1=... swap_to_serving_s=...
+//	bench serving vocoder=... mode=batch c=16 rps=... p50_ms=... p99_ms=... queue_ms=... compute_ms=... mean_batch=... out_s=...
+//	bench serving vocoder=... round=0 c=16 off_rps=... batch_rps=... instances_rps=... batching_gain=... off_compute_ms=...
+//	bench serving vocoder=... batching_gain=<median rps ratio at c=16> p99_ratio=... gain_vs_instances=... rtf_batch1=... swap_to_serving_s=... work_ratio=...
 package main

@@ -180,8 +180,8 @@ func runVocoder(ctx context.Context, st *objstore.Client, reg *registry.Registry
 				if err != nil {
 					return err
 				}
-				fmt.Printf("bench serving vocoder=%s mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f mean_batch=%.2f out_s=%.2f requests=%d\n",
-					voc, mode.name, c, r.rps, ms(r.p50), ms(r.p99), r.meanBatch, r.meanOut, r.n)
+				fmt.Printf("bench serving vocoder=%s mode=%s c=%d rps=%.2f p50_ms=%.0f p99_ms=%.0f queue_ms=%.1f compute_ms=%.2f mean_batch=%.2f out_s=%.2f requests=%d\n",
+					voc, mode.name, c, r.rps, ms(r.p50), ms(r.p99), ms(r.meanQueue), ms(r.meanCompute), r.meanBatch, r.meanOut, r.n)
 				// Unbatched, every request computes alone: the lowest
 				// level measured has the least contention from the others.
 				if mode.name == "off" && rtf == 0 {
@@ -267,8 +267,8 @@ func pairedRounds(ctx context.Context, st *objstore.Client, lim serving.Limits, 
 						res[m] = r
 					}
 					g, pr, vi := res[1].rps/res[0].rps, ms(res[1].p99)/ms(res[0].p99), res[1].rps/res[2].rps
-					fmt.Printf("bench serving vocoder=%s round=%d c=16 off_rps=%.2f batch_rps=%.2f instances_rps=%.2f off_p99_ms=%.0f batch_p99_ms=%.0f batching_gain=%.2f gain_vs_instances=%.2f\n",
-						voc, round, res[0].rps, res[1].rps, res[2].rps, ms(res[0].p99), ms(res[1].p99), g, vi)
+					fmt.Printf("bench serving vocoder=%s round=%d c=16 off_rps=%.2f batch_rps=%.2f instances_rps=%.2f off_p99_ms=%.0f batch_p99_ms=%.0f batching_gain=%.2f gain_vs_instances=%.2f off_compute_ms=%.2f\n",
+						voc, round, res[0].rps, res[1].rps, res[2].rps, ms(res[0].p99), ms(res[1].p99), g, vi, ms(res[0].meanCompute))
 					gains, p99s, vsInsts = append(gains, g), append(p99s, pr), append(vsInsts, vi)
 				}
 				return nil
@@ -430,8 +430,9 @@ type result struct {
 	rps         float64
 	p50, p99    time.Duration
 	meanBatch   float64
-	meanCompute time.Duration
-	meanOut     float64 // seconds of speech per answer
+	meanQueue   time.Duration // in the batcher's queue
+	meanCompute time.Duration // the batch's model time
+	meanOut     float64       // seconds of speech per answer
 }
 
 // load runs c closed-loop clients: each sends one warm-up request, then
@@ -440,7 +441,7 @@ type result struct {
 func load(ctx context.Context, client babelfishv1.TranslatorClient, reqs []*babelfishv1.TranslateRequest, c int, window time.Duration) (result, error) {
 	var mu sync.Mutex
 	var lats []time.Duration
-	var batchSum, computeSum, outSum float64
+	var batchSum, queueSum, computeSum, outSum float64
 	var firstErr error
 	var wg sync.WaitGroup
 	var start time.Time
@@ -474,6 +475,7 @@ func load(ctx context.Context, client babelfishv1.TranslatorClient, reqs []*babe
 				} else if !t1.After(end) {
 					lats = append(lats, t1.Sub(t0))
 					batchSum += float64(resp.Timing.GetBatchSize())
+					queueSum += resp.Timing.GetQueueSeconds()
 					computeSum += resp.Timing.GetComputeSeconds()
 					if r := resp.GetOutputSampleRate(); r > 0 {
 						outSum += float64(len(resp.GetAudio().GetWav())-wavHeader) / 2 / float64(r)
@@ -500,6 +502,7 @@ func load(ctx context.Context, client babelfishv1.TranslatorClient, reqs []*babe
 		n: len(lats), rps: float64(len(lats)) / el.Seconds(),
 		p50: lats[len(lats)/2], p99: lats[min(len(lats)-1, int(math.Ceil(0.99*float64(len(lats))))-1)],
 		meanBatch:   batchSum / float64(len(lats)),
+		meanQueue:   time.Duration(queueSum / float64(len(lats)) * float64(time.Second)),
 		meanCompute: time.Duration(computeSum / float64(len(lats)) * float64(time.Second)),
 		meanOut:     outSum / float64(len(lats)),
 	}, nil
