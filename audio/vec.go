@@ -46,3 +46,21 @@ func mulToGo(dst, x, w []float64) {
 		dst[i] = x[i] * w[i]
 	}
 }
+
+// pcm16ToFloatGo sets out[i] to the little-endian 16-bit sample at b[2i]
+// over 2^15 (exact in float32).
+func pcm16ToFloatGo(out []float32, b []byte) {
+	b = b[:2*len(out)]
+	for i := range out {
+		out[i] = float32(int16(uint16(b[2*i])|uint16(b[2*i+1])<<8)) * (1.0 / (1 << 15))
+	}
+}
+
+// floatToPCM16Go writes ToPCM16(x[i]) little-endian at out[2i].
+func floatToPCM16Go(out []byte, x []float32) {
+	out = out[:2*len(x)]
+	for i, v := range x {
+		p := uint16(ToPCM16(v))
+		out[2*i], out[2*i+1] = byte(p), byte(p>>8)
+	}
+}

@@ -158,3 +158,32 @@ func first2x4(z *complex128, n int)
 
 //go:noescape
 func gatherFirst2x4(z *complex128, seq *float64, rev *int32, h int)
+
+// pcm16ToFloat is pcm16ToFloatGo, with AVX2 eight samples at a time.
+func pcm16ToFloat(out []float32, b []byte) {
+	n := len(out) &^ 7
+	if !cpu.X86.HasAVX2 || n == 0 || len(b) < 2*len(out) {
+		pcm16ToFloatGo(out, b)
+		return
+	}
+	pcm16ToFloat8(&out[0], &b[0], n)
+	pcm16ToFloatGo(out[n:], b[2*n:])
+}
+
+// floatToPCM16 is floatToPCM16Go, with AVX2 four samples at a time in
+// float64, as ToPCM16 computes them.
+func floatToPCM16(out []byte, x []float32) {
+	n := len(x) &^ 3
+	if !cpu.X86.HasAVX2 || n == 0 || len(out) < 2*len(x) {
+		floatToPCM16Go(out, x)
+		return
+	}
+	floatToPCM16x4(&out[0], &x[0], n)
+	floatToPCM16Go(out[2*n:], x[n:])
+}
+
+//go:noescape
+func pcm16ToFloat8(out *float32, b *byte, n int)
+
+//go:noescape
+func floatToPCM16x4(out *byte, x *float32, n int)

@@ -174,3 +174,70 @@ mulloop:
 	JLT     mulloop
 	VZEROUPPER
 	RET
+
+DATA pcmc<>+0(SB)/4, $0x38000000 // 2^-15 (float32)
+DATA pcmc<>+8(SB)/8, $0x40E0000000000000 // 32768
+DATA pcmc<>+16(SB)/8, $0x40DFFFC000000000 // 32767
+DATA pcmc<>+24(SB)/8, $0xC0E0000000000000 // -32768
+DATA pcmc<>+32(SB)/8, $0x3FE0000000000000 // 0.5
+DATA pcmc<>+40(SB)/8, $0x8000000000000000 // sign
+GLOBL pcmc<>(SB), RODATA|NOPTR, $48
+
+// func pcm16ToFloat8(out *float32, b *byte, n int)
+//
+// out[i] = int16 at b[2i] * 2^-15 for n (a multiple of 8, at least 8)
+// samples: the conversion and the scaling are exact, as in Go.
+TEXT ·pcm16ToFloat8(SB), NOSPLIT, $0-24
+	MOVQ         out+0(FP), DI
+	MOVQ         b+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS pcmc<>+0(SB), Y15
+	XORQ         AX, AX
+
+p2floop:
+	VPMOVSXWD (SI)(AX*2), Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    Y15, Y0, Y0
+	VMOVUPS   Y0, (DI)(AX*4)
+	ADDQ      $8, AX
+	CMPQ      AX, CX
+	JLT       p2floop
+	VZEROUPPER
+	RET
+
+// func floatToPCM16x4(out *byte, x *float32, n int)
+//
+// ToPCM16(x[i]) little-endian at out[2i] for n (a multiple of 4, at least
+// 4) samples, in ToPCM16's steps: s = x * 32768 in float64 (exact); NaN
+// becomes 0; clamped to [-32768, 32767]; s + copysign(0.5, s) (exact)
+// truncated. Every value is in int16's range, so the saturating pack
+// changes none.
+TEXT ·floatToPCM16x4(SB), NOSPLIT, $0-24
+	MOVQ         out+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSD pcmc<>+8(SB), Y15
+	VBROADCASTSD pcmc<>+16(SB), Y14
+	VBROADCASTSD pcmc<>+24(SB), Y13
+	VBROADCASTSD pcmc<>+32(SB), Y12
+	VBROADCASTSD pcmc<>+40(SB), Y11
+	XORQ         AX, AX
+
+f2ploop:
+	VCVTPS2PD  (SI)(AX*4), Y0
+	VMULPD     Y15, Y0, Y0
+	VCMPPD     $3, Y0, Y0, Y1     // unordered: NaN
+	VANDNPD    Y0, Y1, Y0         // NaN -> +0
+	VMINPD     Y14, Y0, Y0
+	VMAXPD     Y13, Y0, Y0
+	VANDPD     Y11, Y0, Y1        // sign of s
+	VORPD      Y12, Y1, Y1        // copysign(0.5, s)
+	VADDPD     Y1, Y0, Y0
+	VCVTTPD2DQY Y0, X0
+	VPACKSSDW  X0, X0, X0
+	VMOVQ      X0, (DI)(AX*2)
+	ADDQ       $4, AX
+	CMPQ       AX, CX
+	JLT        f2ploop
+	VZEROUPPER
+	RET

@@ -34,3 +34,9 @@ func gatherFirst2(z []complex128, seq []float64, rev []int32) {
 	gatherGo(z, seq, rev)
 	first2Go(z)
 }
+
+// pcm16ToFloat is pcm16ToFloatGo.
+func pcm16ToFloat(out []float32, b []byte) { pcm16ToFloatGo(out, b) }
+
+// floatToPCM16 is floatToPCM16Go.
+func floatToPCM16(out []byte, x []float32) { floatToPCM16Go(out, x) }

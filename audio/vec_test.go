@@ -148,3 +148,47 @@ func firstDiff(x, y []float64) int {
 	}
 	return -1
 }
+
+// The PCM16 kernels give the Go loops' values: every 16-bit sample in, and
+// out for values at and around each rounding boundary, beyond full scale,
+// signed zeros, infinities and NaN.
+func TestPCM16Kernels(t *testing.T) {
+	b := make([]byte, 2*65536+6)
+	for i := range 65536 + 3 {
+		v := uint16(i*40503 + 7)
+		b[2*i], b[2*i+1] = byte(v), byte(v>>8)
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 65536 + 3} {
+		got, want := make([]float32, n), make([]float32, n)
+		pcm16ToFloat(got, b)
+		pcm16ToFloatGo(want, b)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("pcm16ToFloat, %d samples: [%d] = %v, Go %v", n, i, got[i], want[i])
+			}
+		}
+	}
+	var x []float32
+	for k := -32770; k <= 32770; k += 7 {
+		for _, d := range []float64{0, 0.5, -0.5, 0.49999, 0.50001, 0.25} {
+			v := float32((float64(k) + d) / 32768)
+			x = append(x, v, math.Nextafter32(v, 2), math.Nextafter32(v, -2))
+		}
+	}
+	x = append(x, 0, float32(math.Copysign(0, -1)), 1, -1, 1.5, -7, 1e30, -1e30, math.MaxFloat32, -math.MaxFloat32,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e-40, -1e-40, 0.4/32768, -0.4/32768)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		x = append(x, float32(rng.NormFloat64()*0.5))
+	}
+	for _, n := range []int{0, 1, 3, 4, 5, len(x)} {
+		got, want := make([]byte, 2*n), make([]byte, 2*n)
+		floatToPCM16(got, x[:n])
+		floatToPCM16Go(want, x[:n])
+		for i := range n {
+			if got[2*i] != want[2*i] || got[2*i+1] != want[2*i+1] {
+				t.Fatalf("floatToPCM16(%v) = %#x%02x, Go %#x%02x", x[i], got[2*i+1], got[2*i], want[2*i+1], want[2*i])
+			}
+		}
+	}
+}

@@ -403,11 +403,7 @@ func decodeFrames(dst []float32, b []byte, f wavFormat) ([]float32, error) {
 		// so this is the general path's result, about five times faster.
 		n := len(b) / 2
 		dst = slices.Grow(dst, n)
-		out := dst[len(dst) : len(dst)+n]
-		b = b[:2*n]
-		for i := range out {
-			out[i] = float32(int16(uint16(b[2*i])|uint16(b[2*i+1])<<8)) * (1.0 / (1 << 15))
-		}
+		pcm16ToFloat(dst[len(dst):len(dst)+n], b[:2*n])
 		return dst[:len(dst)+n], nil
 	}
 	fs := f.frameSize()
@@ -580,10 +576,7 @@ func appendSamples(b []byte, x []float32, enc Encoding) []byte {
 		return b
 	}
 	b = slices.Grow(b, 2*len(x))
-	out := b[len(b) : len(b)+2*len(x)]
-	for i, v := range x {
-		le.PutUint16(out[2*i:], uint16(ToPCM16(v)))
-	}
+	floatToPCM16(b[len(b):len(b)+2*len(x)], x)
 	return b[:len(b)+2*len(x)]
 }
 
