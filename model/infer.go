@@ -120,6 +120,21 @@ func (m *Model) Translate(ctx context.Context, ins []Input, opt DecodeOptions) (
 // errors, each naming its input; it stops handing out work once ctx ends,
 // and then returns ctx's error.
 func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	if n == 1 {
+		// One input runs on the caller's goroutine: no handoff, and its
+		// data stays in the cache of the core that made it.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := fn(0)
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return fmt.Errorf("input 0: %w", err)
+		}
+		return nil
+	}
 	errs := make([]error, n)
 	work := make(chan int)
 	var wg sync.WaitGroup
