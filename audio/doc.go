@@ -26,4 +26,12 @@
 //     speech (non-negative least squares to linear magnitude, then fast
 //     Griffin-Lim), for baselines and debugging before a trained vocoder.
 //   - Helpers: [Clip.Duration], [Peak], [Normalize], [RMS], [FrameRMS].
+//
+// On amd64 with AVX2 the hot loops (FFT, logarithms, windowing, the
+// filterbank solve, Griffin-Lim's projection, PCM16 conversion) run as
+// vector kernels in the *_amd64.s files. Each computes its Go form's
+// values bit for bit: the same IEEE operations in the same order, no fused
+// multiply-add, and the Go forms round every product on their own, so any
+// build on any architecture gives the same audio. GODEBUG=cpu.avx2=off
+// selects the Go forms; the tests compare the two.
 package audio

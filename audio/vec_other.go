@@ -22,9 +22,14 @@ func overlapAdd(out, frame, w []float64, scale float64) { overlapAddGo(out, fram
 // mulTo is mulToGo.
 func mulTo(dst, x, w []float64) { mulToGo(dst, x, w) }
 
-func split(dst, z, tw []complex128, h int)                  { splitGo(dst, z, tw, h) }
+// split is splitGo.
+func split(dst, z, tw []complex128, h int) { splitGo(dst, z, tw, h) }
+
+// unsplit is unsplitGo.
 func unsplit(z, coeff, tw []complex128, rev []int32, h int) { unsplitGo(z, coeff, tw, rev, h) }
-func conjTo(dst []float64, z []complex128)                  { conjToGo(dst, z) }
+
+// conjTo is conjToGo.
+func conjTo(dst []float64, z []complex128) { conjToGo(dst, z) }
 
 // first2 is first2Go.
 func first2(z []complex128) { first2Go(z) }
