@@ -31,7 +31,7 @@
 // filterbank solve, Griffin-Lim's projection, PCM16 conversion) run as
 // vector kernels in the *_amd64.s files. Each computes its Go form's
 // values bit for bit: the same IEEE operations in the same order, no fused
-// multiply-add, and the Go forms round every product on their own, so any
-// build on any architecture gives the same audio. GODEBUG=cpu.avx2=off
-// selects the Go forms; the tests compare the two.
+// multiply-add, and the Go forms round every product on their own, so that
+// a build whose compiler fuses (GOAMD64=v3, arm64) computes them alike.
+// GODEBUG=cpu.avx2=off selects the Go forms; the tests compare the two.
 package audio

@@ -260,7 +260,7 @@ func (a *MelAnalyzer) olaNorm(norm []float64, frames, length int) []float64 {
 		start := t*hop - half
 		for i, w := range a.window {
 			if j := start + i; j >= 0 && j < length {
-				norm[j] += w * w
+				norm[j] += float64(w * w)
 			}
 		}
 	}
@@ -335,7 +335,7 @@ func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
 		}
 		fft.Coefficients(coef, frame)
 		for k, c := range coef {
-			p := real(c)*real(c) + imag(c)*imag(c)
+			p := float64(real(c)*real(c)) + float64(imag(c)*imag(c))
 			if a.cfg.Power == 1 {
 				p = math.Sqrt(p)
 			}
@@ -344,7 +344,7 @@ func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
 		for m, f := range a.fb {
 			var e float64
 			for i, w := range f.w {
-				e += w * pow[f.start+i]
+				e += float64(w * pow[f.start+i])
 			}
 			mel[m] = max(e, a.cfg.LogFloor)
 		}
