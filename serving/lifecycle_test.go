@@ -22,7 +22,7 @@ import (
 // stops, so the next request does not wait for it.
 func TestDeadlineReachesModel(t *testing.T) {
 	st := newStore(t)
-	promote(t, st, "s2ut", tinyModel(t, 4, 2048), 1)
+	promote(t, st, "s2ut", tinyModel(t, 4, 16384), 1)
 	lim := testLimits()
 	lim.MaxOutputSeconds = 10
 	ts := startServer(t, st, "s2ut", true, WithLimits(lim), WithBatching(batcher.Config{MaxBatch: 1, MaxQueue: 8, Instances: 1}))
