@@ -22,7 +22,7 @@ import (
 // stops, so the next request does not wait for it.
 func TestDeadlineReachesModel(t *testing.T) {
 	st := newStore(t)
-	promote(t, st, "s2ut", tinyModel(t, 4, 16384), 1)
+	promote(t, st, "s2ut", tinyModel(t, 4, 4096), 1)
 	lim := testLimits()
 	lim.MaxOutputSeconds = 10
 	ts := startServer(t, st, "s2ut", true, WithLimits(lim), WithBatching(batcher.Config{MaxBatch: 1, MaxQueue: 8, Instances: 1}))
@@ -32,10 +32,13 @@ func TestDeadlineReachesModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	compute := time.Duration(full.Timing.ComputeSeconds * float64(time.Second))
-	if compute < 200*time.Millisecond {
+	if compute < 40*time.Millisecond {
 		t.Fatalf("one request computes in %v: too fast to tell a cancelled batch from a finished one", compute)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// A deadline a quarter of the way in: a batch that kept computing
+	// would hold the next request for about three quarters of compute.
+	deadline := compute / 4
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	t0 := time.Now()
 	_, err = ts.client.Translate(ctx, req)
@@ -47,7 +50,7 @@ func TestDeadlineReachesModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	queued := time.Duration(next.Timing.QueueSeconds * float64(time.Second))
-	t.Logf("full compute %v; after a 50ms deadline the next request queued %v (started %v after the cancelled one)", compute, queued, time.Since(t0))
+	t.Logf("full compute %v; after a %v deadline the next request queued %v (started %v after the cancelled one)", compute, deadline, queued, time.Since(t0))
 	if queued > compute/2 {
 		t.Fatalf("next request queued %v behind a cancelled one: the model kept computing (a full batch takes %v)", queued, compute)
 	}
