@@ -335,18 +335,24 @@ func (a *MelAnalyzer) LogMel(x []float32) Spectrogram {
 		}
 		fft.Coefficients(coef, frame)
 		for k, c := range coef {
-			p := float64(real(c)*real(c)) + float64(imag(c)*imag(c))
-			if a.cfg.Power == 1 {
-				p = math.Sqrt(p)
+			pow[k] = float64(real(c)*real(c)) + float64(imag(c)*imag(c))
+		}
+		if a.cfg.Power == 1 {
+			for k, p := range pow {
+				pow[k] = math.Sqrt(p)
 			}
-			pow[k] = p
 		}
 		for m, f := range a.fb {
 			var e float64
 			for i, w := range f.w {
 				e += float64(w * pow[f.start+i])
 			}
-			mel[m] = max(e, a.cfg.LogFloor)
+			// max(e, LogFloor), NaN kept, without the builtin's sign-of-
+			// zero work (LogFloor is positive).
+			if e < a.cfg.LogFloor {
+				e = a.cfg.LogFloor
+			}
+			mel[m] = e
 		}
 		logs(mel) // math.Log's values, several at a time
 		row := s.Data[t*a.cfg.NMels : (t+1)*a.cfg.NMels]

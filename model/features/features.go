@@ -92,11 +92,19 @@ func FrameEnergy(s audio.Spectrogram) []float64 {
 }
 
 func rowMax(row []float32) float64 {
-	m := math.Inf(-1)
-	for _, v := range row {
-		m = max(m, float64(v))
+	// max is exact and its order does not matter (NaN wins, +0 beats
+	// -0), so four running maxima, which need not wait on each other,
+	// give the one-at-a-time result.
+	m0, m1, m2, m3 := math.Inf(-1), math.Inf(-1), math.Inf(-1), math.Inf(-1)
+	for len(row) >= 4 {
+		m0, m1 = max(m0, float64(row[0])), max(m1, float64(row[1]))
+		m2, m3 = max(m2, float64(row[2])), max(m3, float64(row[3]))
+		row = row[4:]
 	}
-	return m
+	for _, v := range row {
+		m0 = max(m0, float64(v))
+	}
+	return max(max(m0, m1), max(m2, m3))
 }
 
 // rowEnergy is the log-sum-exp of row, whose largest value is m.

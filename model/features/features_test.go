@@ -274,3 +274,29 @@ func BenchmarkTrim(b *testing.B) {
 		})
 	}
 }
+
+// rowMax's four running maxima give the one-at-a-time maximum, NaN and
+// the sign of zero included, at every length.
+func TestRowMaxMatchesSequential(t *testing.T) {
+	nan, negZero := float32(math.NaN()), float32(math.Copysign(0, -1))
+	inf := float32(math.Inf(1))
+	vals := []float32{0, negZero, 1, -3, 2.5, -inf, inf, nan, 7}
+	for n := 0; n <= 9; n++ {
+		for start := range vals {
+			row := make([]float32, n)
+			for i := range row {
+				row[i] = vals[(start+i*5)%len(vals)]
+			}
+			want := math.Inf(-1)
+			for _, v := range row {
+				want = max(want, float64(v))
+			}
+			if got := rowMax(row); math.Float64bits(got) != math.Float64bits(want) && !(math.IsNaN(got) && math.IsNaN(want)) {
+				t.Fatalf("rowMax(%v) = %v, one at a time %v", row, got, want)
+			}
+		}
+	}
+	if got := rowMax([]float32{negZero, 0, negZero, negZero, negZero}); math.Signbit(got) {
+		t.Fatalf("rowMax of -0 and +0 = -0, want +0")
+	}
+}
