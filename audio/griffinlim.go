@@ -169,8 +169,9 @@ func (a *MelAnalyzer) melToMagnitude(logMel Spectrogram, nnlsIters int, refine f
 			continue
 		}
 		for m, v := range logMel.Row(t) {
-			mel[m] = math.Exp(float64(v))
+			mel[m] = float64(v)
 		}
+		Exps(mel)
 		sVec.MulVec(pinv, melVec)
 		peak := 0.0
 		for k, v := range s {

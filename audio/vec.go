@@ -64,3 +64,19 @@ func floatToPCM16Go(out []byte, x []float32) {
 		out[2*i], out[2*i+1] = byte(p), byte(p>>8)
 	}
 }
+
+// expsGo is Exps one value at a time.
+func expsGo(x []float64) {
+	for i, v := range x {
+		x[i] = math.Exp(v)
+	}
+}
+
+// expRange reports whether every value is in [-700, 700] (NaN is not).
+func expRange(x []float64) bool {
+	ok := true
+	for _, v := range x {
+		ok = ok && v >= -700 && v <= 700
+	}
+	return ok
+}

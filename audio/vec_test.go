@@ -192,3 +192,40 @@ func TestPCM16Kernels(t *testing.T) {
 		}
 	}
 }
+
+// Exps gives math.Exp's bits for every value: across [-700, 700] (the
+// vector path, where the CPU has it) with the ends, zeros of both signs,
+// values whose x*log2(e) falls next to a half-integer (where the
+// rounding to k decides), and, through the one at a time path, values
+// beyond ±700, infinities and NaN.
+func TestExpsMatchesMathExp(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	var x []float64
+	for _, v := range []float64{-700, 700, 0, math.Copysign(0, -1), 1e-300, -1e-300, 1, -1, 0.5, 1e-17} {
+		x = append(x, v, math.Nextafter(v, 0), math.Nextafter(v, 1000))
+	}
+	for k := -1009; k <= 1009; k++ {
+		h := (float64(k) + 0.5) / math.Log2E
+		x = append(x, h, math.Nextafter(h, -1000), math.Nextafter(h, 1000))
+	}
+	for range 20000 {
+		x = append(x, -700+1400*rng.Float64())
+	}
+	for range 2000 {
+		x = append(x, rng.NormFloat64()*3)
+	}
+	cases := [][]float64{x[:len(x)&^3], x[:5], x[:7]}
+	for _, bad := range []float64{700.5, -701, math.Inf(1), math.Inf(-1), math.NaN(), 1e6} {
+		cases = append(cases, []float64{1, 2, 3, bad, 5, 6, 7, 8})
+	}
+	for _, in := range cases {
+		got := append([]float64(nil), in...)
+		Exps(got)
+		for i, v := range in {
+			want := math.Exp(v)
+			if math.Float64bits(got[i]) != math.Float64bits(want) && !(math.IsNaN(got[i]) && math.IsNaN(want)) {
+				t.Fatalf("Exps(%v) = %v (%#x), math.Exp %v (%#x)", v, got[i], math.Float64bits(got[i]), want, math.Float64bits(want))
+			}
+		}
+	}
+}

@@ -109,9 +109,18 @@ func rowMax(row []float32) float64 {
 
 // rowEnergy is the log-sum-exp of row, whose largest value is m.
 func rowEnergy(row []float32, m float64) float64 {
-	var sum float64
+	var buf [128]float64
+	e := buf[:0]
+	if len(row) > len(buf) {
+		e = make([]float64, 0, len(row))
+	}
 	for _, v := range row {
-		sum += math.Exp(float64(v) - m)
+		e = append(e, float64(v)-m)
+	}
+	audio.Exps(e) // math.Exp's values, several at a time
+	var sum float64
+	for _, v := range e {
+		sum += v
 	}
 	return m + math.Log(sum)
 }
