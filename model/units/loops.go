@@ -96,6 +96,15 @@ func (l *Loops) render(seq Sequence, stride, xfade int) []float32 {
 	}
 	bounds[0], bounds[len(seq.Units)] = 0, length
 	half := xfade / 2
+	// The crossfade gains by offset into the fade, computed once a call
+	// (the same expressions, so the same values, as per sample).
+	// An offset is below xfade and below length+half (t < length).
+	nf := min(xfade, length+half)
+	fadeIn, fadeOut := make([]float64, nf), make([]float64, nf)
+	for j := range nf {
+		fadeIn[j] = math.Sin(math.Pi / 2 * (float64(j) + 0.5) / float64(xfade))
+		fadeOut[j] = math.Cos(math.Pi / 2 * (float64(j) + 0.5) / float64(xfade))
+	}
 	for i, u := range seq.Units {
 		w := l.wave[u]
 		lo, hi := bounds[i], bounds[i+1]
@@ -109,10 +118,10 @@ func (l *Loops) render(seq Sequence, stride, xfade int) []float32 {
 		for t := lo; t < hi; t++ {
 			g := 1.0
 			if i > 0 && t < bounds[i]+xfade-half {
-				g *= math.Sin(math.Pi / 2 * (float64(t-(bounds[i]-half)) + 0.5) / float64(xfade))
+				g *= fadeIn[t-(bounds[i]-half)]
 			}
 			if i < len(seq.Units)-1 && t >= bounds[i+1]-half {
-				g *= math.Cos(math.Pi / 2 * (float64(t-(bounds[i+1]-half)) + 0.5) / float64(xfade))
+				g *= fadeOut[t-(bounds[i+1]-half)]
 			}
 			out[t] += float32(g) * w[t%len(w)]
 		}

@@ -152,3 +152,65 @@ func TestNewLoopsErrors(t *testing.T) {
 		t.Error("cancelled context: no error")
 	}
 }
+
+// renderPerSample is render with each crossfade gain computed where it is
+// used: the definition the gain tables must reproduce.
+func (l *Loops) renderPerSample(seq Sequence, stride, xfade int) []float32 {
+	n := seq.Frames() * stride
+	length := max((n-1)*l.hop, 1)
+	out := make([]float32, length)
+	bounds := make([]int, len(seq.Units)+1)
+	f := 0
+	for i, d := range seq.Durations {
+		bounds[i] = min(length, max(0, f*l.hop-l.hop/2))
+		f += d * stride
+	}
+	bounds[0], bounds[len(seq.Units)] = 0, length
+	half := xfade / 2
+	for i, u := range seq.Units {
+		w := l.wave[u]
+		lo, hi := bounds[i], bounds[i+1]
+		if i > 0 {
+			lo -= half
+		}
+		if i < len(seq.Units)-1 {
+			hi += xfade - half
+		}
+		lo, hi = max(0, lo), min(length, hi)
+		for t := lo; t < hi; t++ {
+			g := 1.0
+			if i > 0 && t < bounds[i]+xfade-half {
+				g *= math.Sin(math.Pi / 2 * (float64(t-(bounds[i]-half)) + 0.5) / float64(xfade))
+			}
+			if i < len(seq.Units)-1 && t >= bounds[i+1]-half {
+				g *= math.Cos(math.Pi / 2 * (float64(t-(bounds[i+1]-half)) + 0.5) / float64(xfade))
+			}
+			out[t] += float32(g) * w[t%len(w)]
+		}
+	}
+	return out
+}
+
+// render's gain tables give the per-sample gains' output bit for bit, for
+// short and long units and crossfades from one sample to longer than the
+// output.
+func TestLoopsRenderGainTables(t *testing.T) {
+	a, err := audio.NewMelAnalyzer(audio.DefaultMelConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, seq := toneUnits(t, a)
+	loops, err := NewLoops(t.Context(), cb, a, LoopsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := Sequence{Units: []int{0, 1, 2, 1}, Durations: []int{1, 1, 3, 1}}
+	for _, s := range []Sequence{seq, short, {Units: []int{3}, Durations: []int{2}}} {
+		for _, xfade := range []int{1, 2, 159, 160, 320, 1000, 100000} {
+			got, want := loops.render(s, 2, xfade), loops.renderPerSample(s, 2, xfade)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%d units, crossfade %d: differs from per-sample gains", len(s.Units), xfade)
+			}
+		}
+	}
+}
