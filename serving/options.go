@@ -139,7 +139,7 @@ func WithDrainTimeout(d time.Duration) Option { return func(o *options) { o.drai
 // WithVocoder renders every release's output with this vocoder (a
 // model.Config.Vocoder value: model.VocoderGriffinLim or model.VocoderLoops)
 // instead of the one the release was trained with. Loops cost about a
-// fifteenth of Griffin-Lim per request; their one-off rendering happens in
+// tenth of Griffin-Lim per request; their one-off rendering happens in
 // warm-up, before a release takes traffic.
 func WithVocoder(kind string) Option { return func(o *options) { o.vocoder = kind } }
 

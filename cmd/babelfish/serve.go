@@ -56,7 +56,7 @@ retry delay at once. Requests over a limit (--max-audio-seconds,
 --max-audio-bytes, sample rates, languages) get INVALID_ARGUMENT naming it.
 
 --vocoder loops renders every release's speech from per-unit loops built in
-warm-up: about a fifteenth of Griffin-Lim's CPU per request, for a few tenths
+warm-up: about a tenth of Griffin-Lim's CPU per request, for a few tenths
 of a dB of MCD (bench/RESULTS.md); by default each release uses its own.
 
 --metrics-listen serves Prometheus /metrics (queue and compute time, batch
@@ -88,7 +88,7 @@ and --tls-key; --tls-client-ca requires client certificates (mutual TLS);
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM key for TLS")
 	f.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM CA bundle; clients must present a certificate it signed (mutual TLS)")
 	f.StringVar(&o.tokenFile, "auth-token-file", "", "file of accepted bearer tokens, one a line")
-	f.StringVar(&o.vocoder, "vocoder", "", "vocoder for every release: griffin-lim, or loops (about 15x less CPU a request, a few tenths of a dB MCD worse); default: each release's own")
+	f.StringVar(&o.vocoder, "vocoder", "", "vocoder for every release: griffin-lim, or loops (about 10x less CPU a request, a few tenths of a dB MCD worse); default: each release's own")
 	f.DurationVar(&o.drain, "drain-timeout", time.Minute, "how long in-flight work may take at shutdown or after a swap")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if o.model == "" {

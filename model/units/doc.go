@@ -7,7 +7,7 @@
 // request: each unit's centroid, held still, is rendered once per codebook
 // as a seamless loop (Griffin-Lim on a circular signal), and a sequence is
 // those loops read out for each unit's duration and cross-faded at the
-// boundaries, about fifteen times cheaper per output, optionally refined by
+// boundaries, about ten times cheaper per output, optionally refined by
 // a few Griffin-Lim iterations started from it.
 //
 // The codebook is part of a trained model and is saved with it.
