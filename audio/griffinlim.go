@@ -300,9 +300,16 @@ func (a *MelAnalyzer) griffinLim(ctx context.Context, mag Spectrogram, cfg Griff
 			}
 		}
 	default:
+		// The random phases in the generator's order, then their sines
+		// and cosines several at a time.
+		w.ph = slices.Grow(w.ph[:0], 3*n)[:3*n]
+		ph, sn, cs := w.ph[:n], w.ph[n:2*n], w.ph[2*n:]
+		for i := range ph {
+			ph[i] = 2 * math.Pi * rng.Float64()
+		}
+		sincoses(sn, cs, ph)
 		for i, m := range mag.Data {
-			sin, cos := math.Sincos(2 * math.Pi * rng.Float64())
-			c[i] = complex(float64(m)*cos, float64(m)*sin)
+			c[i] = complex(float64(m)*cs[i], float64(m)*sn[i])
 		}
 	}
 	copy(tPrev, c)
@@ -331,6 +338,7 @@ type glWork struct {
 	stftWork
 	c, tPrev, z []complex128
 	x, norm     []float64
+	ph          []float64 // initial phases, their sines and cosines
 }
 
 // LoopGriffinLim finds a periodic waveform, period samples long, whose

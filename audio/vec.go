@@ -80,3 +80,19 @@ func expRange(x []float64) bool {
 	}
 	return ok
 }
+
+// sincosesGo is sincoses one value at a time.
+func sincosesGo(s, c, x []float64) {
+	for i, v := range x {
+		s[i], c[i] = math.Sincos(v)
+	}
+}
+
+// sincosRange reports whether every value is in (0, 2^20).
+func sincosRange(x []float64) bool {
+	ok := true
+	for _, v := range x {
+		ok = ok && v > 0 && v < 1<<20
+	}
+	return ok
+}

@@ -229,3 +229,37 @@ func TestExpsMatchesMathExp(t *testing.T) {
 		}
 	}
 }
+
+// sincoses gives math.Sincos's bits: across (0, 2π) (Griffin-Lim's
+// phases) and on to 2^20, next to every octant boundary (where j and the
+// swap change), and, through the one at a time path, zero, negatives,
+// infinities and NaN.
+func TestSincosesMatchesMathSincos(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	var x []float64
+	for k := 1; k < 64; k++ {
+		b := float64(k) * math.Pi / 4
+		x = append(x, b, math.Nextafter(b, 0), math.Nextafter(b, 1e9))
+	}
+	for range 20000 {
+		x = append(x, 2*math.Pi*rng.Float64())
+	}
+	for range 2000 {
+		x = append(x, math.Ldexp(1+rng.Float64(), rng.IntN(60)-40))
+	}
+	x = append(x, 1e-300, 0x1p-1074, math.Nextafter(1<<20, 0))
+	cases := [][]float64{x, x[:5], x[:7]}
+	for _, bad := range []float64{0, math.Copysign(0, -1), -1, 1 << 20, 1e300, math.Inf(1), math.NaN()} {
+		cases = append(cases, []float64{1, 2, 3, bad, 5, 6, 7, 8})
+	}
+	for _, in := range cases {
+		s, c := make([]float64, len(in)), make([]float64, len(in))
+		sincoses(s, c, in)
+		for i, v := range in {
+			ws, wc := math.Sincos(v)
+			if !sameBits(s[i], ws) || !sameBits(c[i], wc) {
+				t.Fatalf("sincoses(%v) = %v, %v; math.Sincos %v, %v", v, s[i], c[i], ws, wc)
+			}
+		}
+	}
+}
