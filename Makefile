@@ -7,7 +7,7 @@ export PATH := $(TOOLS)/bin:$(PATH)
 GOTEST_FLAGS ?= -race -timeout 30m
 FUZZTIME ?= 60s
 
-.PHONY: all tools build test vet lint proto proto-check crds crds-check fuzz bench help demo image
+.PHONY: all tools build test vet lint proto proto-check crds crds-check fuzz bench help demo image oci-image cluster cluster-clean
 
 all: build
 
@@ -57,3 +57,15 @@ image: ## build the container image IMAGE (default babelfish/babelfish:dev) from
 	@command -v docker >/dev/null || { echo "make image: docker is not installed, so the image was not built; install docker (or build the Dockerfile with another OCI builder) and run make image again" >&2; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "make image: docker is installed but its daemon does not answer (docker info failed), so the image was not built" >&2; exit 1; }
 	docker build --network=host --build-arg GOPROXY="$$(go env GOPROXY 2>/dev/null)" --build-arg GOSUMDB="$$(go env GOSUMDB 2>/dev/null)" -t $(IMAGE) .
+
+# No daemon, no registry: the same content as the Dockerfile, assembled with
+# mmdebstrap and umoci into OCI archives that containerd imports.
+OCI_DIR ?= $(dir $(TOOLS))images
+oci-image: tools ## build the babelfish, minio and pause images as OCI archives into OCI_DIR (no docker needed)
+	scripts/ociimage.sh --tag dev $(OCI_DIR)
+
+cluster: tools ## start the real single-node Kubernetes cluster with the images imported; prints KUBECONFIG; Ctrl-C stops it
+	go run ./internal/kube/kubeup
+
+cluster-clean: ## remove what a cluster that was not stopped (a crash, kill -9) left on this machine
+	go run ./internal/kube/kubeup --clean

@@ -3,13 +3,17 @@
 # against, idempotently, into a tools cache outside the repository:
 #
 #   $BABELFISH_TOOLS (default $HOME/.cache/babelfish/tools)
-#     bin/       minio, kube-apiserver, etcd, kubectl, helm, protoc-gen-go,
-#                protoc-gen-go-grpc, staticcheck, controller-gen
+#     bin/       minio, etcd, kube-apiserver, kube-controller-manager,
+#                kube-scheduler, kubelet, kube-proxy, kubectl, coredns, helm,
+#                protoc-gen-go, protoc-gen-go-grpc, staticcheck, controller-gen
 #     stamps/    one file per tool and pinned version: present means built
-#     src/       scratch modules used to build kube-apiserver and etcd
+#     src/       scratch modules used to build the Kubernetes parts and etcd
 #
 # Go tools are built from the Go module proxy at pinned versions; Debian
-# packages (espeak-ng, CLDR data, protoc, sox, chromium) come from apt when missing.
+# packages come from apt when missing: espeak-ng, CLDR data, protoc, sox,
+# chromium, and for the real single-node cluster (internal/kube) containerd,
+# runc, the CNI plugins, iptables and conntrack, with mmdebstrap and umoci to
+# assemble its images (scripts/ociimage.sh).
 # A warm run only checks stamps and dpkg, and takes a second or two.
 #
 # Usage: scripts/bootstrap.sh [--print-dir]
@@ -27,7 +31,11 @@ PROTOC_GEN_GO_VERSION=v1.36.10
 PROTOC_GEN_GO_GRPC_VERSION=v1.5.1
 STATICCHECK_VERSION=v0.7.0
 CONTROLLER_GEN_VERSION=v0.22.0
-APT_PACKAGES=(espeak-ng unicode-cldr-core protobuf-compiler sox chromium)
+COREDNS_VERSION=v1.15.0
+APT_PACKAGES=(espeak-ng unicode-cldr-core protobuf-compiler sox chromium
+  containerd runc containernetworking-plugins iptables conntrack iproute2 mmdebstrap umoci)
+# The Kubernetes commands built from one scratch module, each with its stamp.
+KUBE_CMDS=(kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy)
 
 mkdir -p "$TOOLS/bin" "$TOOLS/stamps" "$TOOLS/src"
 start=$(date +%s)
@@ -61,13 +69,14 @@ apt_packages() {
   log "debian packages installed: ${missing[*]}"
 }
 
-# kube: kube-apiserver and kubectl need a module that requires k8s.io/kubernetes
+# kube: the Kubernetes commands need a module that requires k8s.io/kubernetes
 # and pins each staging module (replaced by ./staging paths in its own go.mod).
+# Each command has its own stamp, so adding one builds only that one.
 kube() {
-  if have kube-apiserver "$KUBE_VERSION" && have kubectl "$KUBE_VERSION"; then
-    log "kube-apiserver, kubectl $KUBE_VERSION: cached"; return
-  fi
-  log "kube-apiserver, kubectl $KUBE_VERSION: building (about 5 minutes on a cold cache)"
+  local todo=()
+  for c in "${KUBE_CMDS[@]}"; do have "$c" "$KUBE_VERSION" || todo+=("$c"); done
+  if ((${#todo[@]} == 0)); then log "${KUBE_CMDS[*]} $KUBE_VERSION: cached"; return; fi
+  log "${todo[*]} $KUBE_VERSION: building (about 8 minutes for all on a cold cache)"
   local dir="$TOOLS/src/kubernetes-$KUBE_VERSION"
   mkdir -p "$dir"
   local gomod
@@ -81,24 +90,20 @@ kube() {
     echo
     grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$KUBE_STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
   } >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for c in "${KUBE_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+    printf ')\n'
+  } >"$dir/tools.go"
   local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
   local ldflags="-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   (cd "$dir" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
-  (cd "$dir" && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$TOOLS/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
-  stamp kube-apiserver "$KUBE_VERSION"
-  (cd "$dir" && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$TOOLS/bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
-  stamp kubectl "$KUBE_VERSION"
-  log "kube-apiserver, kubectl $KUBE_VERSION: built"
+  for c in "${todo[@]}"; do
+    log "$c $KUBE_VERSION: building"
+    (cd "$dir" && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$TOOLS/bin/$c" "k8s.io/kubernetes/cmd/$c")
+    stamp "$c" "$KUBE_VERSION"
+  done
+  log "${todo[*]} $KUBE_VERSION: built"
 }
 
 # etcd refuses `go install` (replace lines in its go.mod): build it from a
@@ -144,5 +149,6 @@ goinstall helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 etcd
 goinstall minio "github.com/minio/minio@$MINIO_VERSION"
 kube
+goinstall coredns "github.com/coredns/coredns@$COREDNS_VERSION"
 
 log "tools in $TOOLS/bin ready in $(( $(date +%s) - start ))s"
