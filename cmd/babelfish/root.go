@@ -62,7 +62,7 @@ queues. ` + "`babelfish up`" + ` runs the whole system on one machine.`,
 	}
 	for group, cmds := range map[string][]*cobra.Command{
 		"research": {newDatasetCmd()},
-		"ops":      {newTrainerCmd(), newSchedulerCmd(), newSimCmd(), newGPUAgentCmd(), newGPUsCmd()},
+		"ops":      {newTrainerCmd(), newSchedulerCmd(), newSimCmd(), newGPUAgentCmd(), newGPUsCmd(), newCheckCmd()},
 	} {
 		for _, c := range cmds {
 			c.GroupID = group
