@@ -3,6 +3,7 @@ package charts
 import (
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,15 +26,17 @@ func TestArgsParse(t *testing.T) {
 	for _, vs := range valuesSets() {
 		sets = append(sets, vs.args())
 	}
-	// And the agent on simulated GPUs (--fake-gpus).
-	sets = append(sets, []string{"--set", "gpuAgent.fakeGPUs=dgxa100"})
 	for _, set := range sets {
 		for _, o := range render(t, set...) {
+			// Workloads' pod templates, and the `helm test` Pods.
 			ctrs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			if o.GetKind() == "Pod" {
+				ctrs, _, _ = unstructured.NestedSlice(o.Object, "spec", "containers")
+			}
 			for _, c := range ctrs {
 				cm := c.(map[string]any)
 				img, _ := cm["image"].(string)
-				if !strings.HasPrefix(img, "babelfish/") {
+				if !strings.HasPrefix(img, "babelfish/babelfish:") {
 					continue // MinIO
 				}
 				args, _, _ := unstructured.NestedStringSlice(cm, "args")
@@ -42,7 +45,12 @@ func TestArgsParse(t *testing.T) {
 					continue
 				}
 				seen[key] = true
-				help, err := exec.CommandContext(t.Context(), bin, args[0], "--help").CombinedOutput()
+				// `check http URL ...`: the subcommand's help, not the group's.
+				sub := args[:1]
+				if args[0] == "check" && len(args) > 1 {
+					sub = args[:2]
+				}
+				help, err := exec.CommandContext(t.Context(), bin, append(slices.Clone(sub), "--help")...).CombinedOutput()
 				if err != nil {
 					t.Fatalf("babelfish %s --help: %v\n%s", args[0], err, help)
 				}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,6 +63,11 @@ type valuesSet struct {
 	extraNamespaces []string
 	// noDashboard: the scheduler serves no dashboard page.
 	noDashboard bool
+	// simulatedGPUs: the GPU agent runs on go-nvml's simulated GPUs (no
+	// NVIDIA runtime class, no pod-resources hostPath, not root).
+	simulatedGPUs bool
+	// restricted: every pod meets Pod Security "restricted" (psa_test.go).
+	restricted bool
 }
 
 // args are the helm flags that select the values set.
@@ -116,6 +122,28 @@ func valuesSets() []valuesSet {
 				"CustomResourceDefinition": true, "Deployment": true, "DaemonSet": false, "StatefulSet": true,
 				"HorizontalPodAutoscaler": false, "ConfigMap": false, "ServiceMonitor": false,
 			},
+			restricted: true,
+		},
+		{
+			// One small node without registry, GPU or StorageClass, in a
+			// namespace enforcing Pod Security "restricted".
+			name: "local-cluster",
+			file: "ci/local-cluster-values.yaml",
+			kinds: map[string]bool{
+				"CustomResourceDefinition": true, "Deployment": true, "DaemonSet": true, "StatefulSet": true,
+				"HorizontalPodAutoscaler": true, "Secret": true, "Pod": true,
+			},
+			simulatedGPUs: true,
+			restricted:    true,
+		},
+		{
+			// The defaults on simulated GPUs.
+			name:          "fake-gpus",
+			file:          "ci/default-values.yaml",
+			set:           []string{"gpuAgent.fakeGPUs=dgxa100"},
+			kinds:         map[string]bool{"DaemonSet": true, "Pod": true},
+			simulatedGPUs: true,
+			restricted:    true,
 		},
 	}
 }
@@ -272,7 +300,7 @@ func TestRenderedObjects(t *testing.T) {
 				t.Errorf("rendered %d CRDs; want 3 (TrainingJob, Queue, TranslationModel)", have["CustomResourceDefinition"])
 			}
 			for _, o := range objs {
-				checkObject(t, o, vs.privilegedAgent)
+				checkObject(t, o, vs)
 			}
 			checkDashboard(t, objs, !vs.noDashboard)
 			t.Logf("%d objects: %v", len(objs), have)
@@ -361,7 +389,7 @@ func checkDashboard(t *testing.T, objs []*unstructured.Unstructured, on bool) {
 }
 
 // checkObject applies the chart's rules to one rendered object.
-func checkObject(t *testing.T, o *unstructured.Unstructured, privilegedAgent bool) {
+func checkObject(t *testing.T, o *unstructured.Unstructured, vs valuesSet) {
 	t.Helper()
 	id := o.GetKind() + "/" + o.GetName()
 	switch o.GetKind() {
@@ -372,7 +400,7 @@ func checkObject(t *testing.T, o *unstructured.Unstructured, privilegedAgent boo
 			t.Fatalf("%s: pod spec: %v", id, err)
 		}
 		component := o.GetLabels()["app.kubernetes.io/component"]
-		checkPod(t, id, component, &pod, o, privilegedAgent)
+		checkPod(t, id, component, &pod, o, vs)
 		if o.GetKind() == "Deployment" && component == "scheduler" {
 			if r, _, _ := unstructured.NestedInt64(o.Object, "spec", "replicas"); r != 2 {
 				t.Errorf("%s: %d replicas; want 2 (leader and standby)", id, r)
@@ -403,8 +431,11 @@ func checkObject(t *testing.T, o *unstructured.Unstructured, privilegedAgent boo
 	}
 }
 
-func checkPod(t *testing.T, id, component string, pod *corev1.PodSpec, o *unstructured.Unstructured, privilegedAgent bool) {
+func checkPod(t *testing.T, id, component string, pod *corev1.PodSpec, o *unstructured.Unstructured, vs valuesSet) {
 	t.Helper()
+	privilegedAgent := vs.privilegedAgent
+	// The agent runs as root only to read the kubelet's pod-resources socket.
+	rootAgent := component == "gpu-agent" && !vs.simulatedGPUs
 	ann, _, _ := unstructured.NestedStringMap(o.Object, "spec", "template", "metadata", "annotations")
 	if len(pod.Containers) == 0 {
 		t.Fatalf("%s: no container", id)
@@ -419,12 +450,10 @@ func checkPod(t *testing.T, id, component string, pod *corev1.PodSpec, o *unstru
 			t.Errorf("%s/%s: root filesystem is writable", id, c.Name)
 		}
 		privileged := sc.Privileged != nil && *sc.Privileged
-		if component == "gpu-agent" {
-			// Root for the kubelet socket only; privileged only when asked.
-			if privileged && !privilegedAgent {
-				t.Errorf("%s/%s: privileged although gpuAgent.privileged is false", id, c.Name)
-			}
-		} else {
+		if component == "gpu-agent" && privileged && !privilegedAgent {
+			t.Errorf("%s/%s: privileged although gpuAgent.privileged is false", id, c.Name)
+		}
+		if !rootAgent {
 			nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) ||
 				(pod.SecurityContext != nil && pod.SecurityContext.RunAsNonRoot != nil && *pod.SecurityContext.RunAsNonRoot)
 			if !nonRoot {
@@ -462,11 +491,21 @@ func checkPod(t *testing.T, id, component string, pod *corev1.PodSpec, o *unstru
 				hostPath = v.HostPath.Path
 			}
 		}
-		if hostPath != "/var/lib/kubelet/pod-resources" {
-			t.Errorf("%s: pod-resources hostPath = %q", id, hostPath)
-		}
-		if pod.RuntimeClassName == nil || *pod.RuntimeClassName != "nvidia" {
-			t.Errorf("%s: runtimeClassName = %v; want nvidia", id, pod.RuntimeClassName)
+		socket := slices.ContainsFunc(pod.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--pod-resources-socket") })
+		if vs.simulatedGPUs {
+			if hostPath != "" || socket {
+				t.Errorf("%s: simulated GPUs, yet hostPath %q, --pod-resources-socket %v", id, hostPath, socket)
+			}
+			if pod.RuntimeClassName != nil {
+				t.Errorf("%s: simulated GPUs, yet runtimeClassName %q", id, *pod.RuntimeClassName)
+			}
+		} else {
+			if hostPath != "/var/lib/kubelet/pod-resources" || !socket {
+				t.Errorf("%s: pod-resources hostPath = %q, --pod-resources-socket %v", id, hostPath, socket)
+			}
+			if pod.RuntimeClassName == nil || *pod.RuntimeClassName != "nvidia" {
+				t.Errorf("%s: runtimeClassName = %v; want nvidia", id, pod.RuntimeClassName)
+			}
 		}
 		if !slices.ContainsFunc(pod.Tolerations, func(tol corev1.Toleration) bool { return tol.Key == "nvidia.com/gpu" }) {
 			t.Errorf("%s: no toleration of nvidia.com/gpu taints", id)
@@ -535,7 +574,11 @@ func TestServerSideDryRun(t *testing.T) {
 	if v.GitVersion != kubeVersion {
 		t.Fatalf("kube-apiserver is %s; the chart is linted for %s: update kubeVersion here", v.GitVersion, kubeVersion)
 	}
-	dyn, err := dynamic.NewForConfig(cp.Config())
+	// Warnings of the API server, Pod Security's among them.
+	warns := &warningRecorder{}
+	cfg := cp.Config()
+	cfg.WarningHandler = warns
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,13 +615,26 @@ func TestServerSideDryRun(t *testing.T) {
 			a.waitEstablished(ctx, crds)
 			mapper.Reset()
 
-			for _, ns := range append([]string{namespace}, vs.extraNamespaces...) {
-				a.ensureNamespace(ctx, ns)
+			// Values sets meant for Pod Security "restricted" are applied
+			// into namespaces that enforce it: Pods (the test hooks) that
+			// violate it are refused, workloads draw a warning.
+			var nsLabels map[string]string
+			if vs.restricted {
+				nsLabels = map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}
 			}
+			for _, ns := range append([]string{namespace}, vs.extraNamespaces...) {
+				a.ensureNamespace(ctx, ns, nsLabels)
+			}
+			warns.reset()
 			accepted := map[string]int{}
 			for _, o := range rest {
 				if a.apply(ctx, o, true) {
 					accepted[o.GetKind()]++
+				}
+			}
+			for _, w := range warns.reset() {
+				if vs.restricted && strings.Contains(w, "PodSecurity") {
+					t.Errorf("Pod Security restricted: %s", w)
 				}
 			}
 			t.Logf("accepted with server-side dry run: %d objects %v (plus %d CRDs applied)", len(rest), accepted, len(crds))
@@ -592,6 +648,43 @@ func TestServerSideDryRun(t *testing.T) {
 			}
 		})
 	}
+
+	// Pod Security has teeth here: in a namespace enforcing "restricted",
+	// the real-GPU agent (root, hostPath) draws a warning and a test Pod
+	// made to run as root is refused.
+	t.Run("enforces Pod Security restricted", func(t *testing.T) {
+		a.t = t
+		ctx := t.Context()
+		a.ensureNamespace(ctx, namespace, map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"})
+		defer a.ensureNamespace(ctx, namespace, nil)
+		warns.reset()
+		var agent, pod *unstructured.Unstructured
+		for _, o := range render(t, "-f", filepath.Join(chartDir, "ci/default-values.yaml")) {
+			switch {
+			case o.GetKind() == "DaemonSet":
+				agent = o
+			case o.GetKind() == "Pod" && pod == nil:
+				pod = o
+			}
+		}
+		if agent == nil || pod == nil {
+			t.Fatal("no DaemonSet or test Pod rendered")
+		}
+		a.apply(ctx, agent, true)
+		if w := warns.reset(); !slices.ContainsFunc(w, func(s string) bool {
+			return strings.Contains(s, "PodSecurity") && strings.Contains(s, "hostPath")
+		}) {
+			t.Errorf("the real-GPU agent in a restricted namespace: warnings %q; want Pod Security's naming hostPath", w)
+		}
+		if err := unstructured.SetNestedField(pod.Object, int64(0), "spec", "securityContext", "runAsUser"); err != nil {
+			t.Fatal(err)
+		}
+		err := a.tryApply(ctx, pod, true)
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "runAsUser=0") {
+			t.Fatalf("test Pod as root in a restricted namespace: err = %v; want Forbidden by Pod Security", err)
+		}
+		t.Logf("refused as expected: %v", err)
+	})
 
 	// The check has teeth: an object the API server must refuse is refused.
 	t.Run("refuses invalid objects", func(t *testing.T) {
@@ -663,13 +756,37 @@ func (a *applier) tryApply(ctx context.Context, o *unstructured.Unstructured, dr
 	return err
 }
 
-func (a *applier) ensureNamespace(ctx context.Context, name string) {
+// ensureNamespace applies a namespace with exactly these labels (of the
+// test's field manager).
+func (a *applier) ensureNamespace(ctx context.Context, name string, labels map[string]string) {
 	a.t.Helper()
 	ns := &unstructured.Unstructured{}
 	ns.SetAPIVersion("v1")
 	ns.SetKind("Namespace")
 	ns.SetName(name)
+	ns.SetLabels(labels)
 	a.apply(ctx, ns, false)
+}
+
+// warningRecorder keeps the API server's warnings.
+type warningRecorder struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, text)
+}
+
+// reset returns the warnings so far and forgets them.
+func (w *warningRecorder) reset() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := w.list
+	w.list = nil
+	return l
 }
 
 // waitEstablished waits until every CRD is Established and its resource is
