@@ -18,7 +18,7 @@ metadata:
     {{- include "babelfish.labels" $c | nindent 4 }}
   annotations:
     helm.sh/hook: test
-    helm.sh/hook-delete-policy: {{ $t.deletePolicy | default "before-hook-creation,hook-succeeded" }}
+    helm.sh/hook-delete-policy: {{ $t.deletePolicy | default "before-hook-creation" }}
 spec:
   restartPolicy: Never
   automountServiceAccountToken: false
