@@ -284,3 +284,64 @@ func writeSysctl(name, value string) error {
 	}
 	return nil
 }
+
+// Leftovers lists what a cluster left on this machine: processes, the
+// bridge and route link, pod network namespaces, mounts under dir or the
+// runtime directory, iptables chains, and pod cgroups. Empty after a clean
+// Stop.
+func Leftovers(dir string) []string {
+	var left []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(env, []byte(markerEnv+"=")) {
+			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			left = append(left, fmt.Sprintf("process %d: %s", pid, strings.ReplaceAll(string(cmd), "\x00", " ")))
+		}
+	}
+	for _, l := range []string{bridgeName, routeLink} {
+		if _, err := net.InterfaceByName(l); err == nil {
+			left = append(left, "network link "+l)
+		}
+	}
+	for _, d := range netnsDirs {
+		ns, _ := os.ReadDir(d)
+		for _, e := range ns {
+			if strings.HasPrefix(e.Name(), "cni-") {
+				left = append(left, "network namespace "+filepath.Join(d, e.Name()))
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 5 {
+				continue
+			}
+			mp := unescapeMount(f[4])
+			for _, p := range []string{dir, runDir} {
+				if p != "" && (mp == p || strings.HasPrefix(mp, p+"/")) {
+					left = append(left, "mount "+mp)
+				}
+			}
+		}
+	}
+	if out, err := exec.Command("iptables-save").Output(); err == nil {
+		for line := range strings.SplitSeq(string(out), "\n") {
+			if strings.HasPrefix(line, ":") && ours(strings.Fields(line[1:])[0]) {
+				left = append(left, "iptables chain "+strings.Fields(line[1:])[0])
+			}
+		}
+	}
+	for _, d := range cgroupDirs() {
+		left = append(left, "cgroup "+d)
+	}
+	if _, err := os.Stat(runDir); err == nil {
+		left = append(left, "directory "+runDir)
+	}
+	return left
+}

@@ -36,7 +36,8 @@ const (
 	clusterCIDR   = "10.244.0.0/16"
 	serviceCIDR   = "10.96.0.0/16"
 	bridgeName    = "cni0"
-	// routeLink holds routes for the service and pod ranges, so a packet to
+	// routeLink, an empty bridge (this kernel has no dummy links), holds
+	// routes for the service and pod ranges, so a packet to
 	// an address kube-proxy has no rule for stays on this machine instead of
 	// following the default route out.
 	routeLink = "bf-kube0"
@@ -65,6 +66,7 @@ type config struct {
 	images       []string
 	log          *slog.Logger
 	startTimeout time.Duration
+	extraArgs    map[string][]string
 }
 
 // Option configures Start.
@@ -95,6 +97,18 @@ func WithNodeLabels(labels map[string]string) Option {
 // warm cluster directory.
 func WithImages(archives ...string) Option {
 	return func(c *config) { c.images = append(c.images, archives...) }
+}
+
+// WithExtraArgs appends command-line arguments to one part ("kubelet",
+// "kube-apiserver", ...), for tuning or to see how a failing part is
+// reported.
+func WithExtraArgs(part string, args ...string) Option {
+	return func(c *config) {
+		if c.extraArgs == nil {
+			c.extraArgs = map[string][]string{}
+		}
+		c.extraArgs[part] = append(c.extraArgs[part], args...)
+	}
 }
 
 // WithLogger sets the logger for the cluster's own messages.
@@ -263,6 +277,7 @@ func (cl *Cluster) PartDurations() map[string]time.Duration {
 }
 
 func (cl *Cluster) run(name, bin string, args ...string) (*part, error) {
+	args = append(args, cl.cfg.extraArgs[name]...)
 	p, err := startPart(name, bin, args, cl.logDir, []string{markerEnv + "=" + cl.dir})
 	if err != nil {
 		return nil, err
@@ -451,7 +466,7 @@ func (cl *Cluster) setupNetwork(context.Context) error {
 		}
 	}
 	cmds := [][]string{
-		{"ip", "link", "add", routeLink, "type", "dummy"},
+		{"ip", "link", "add", routeLink, "type", "bridge"},
 		{"ip", "link", "set", routeLink, "up"},
 		{"ip", "route", "add", serviceCIDR, "dev", routeLink},
 		{"ip", "route", "add", clusterCIDR, "dev", routeLink},
@@ -826,4 +841,15 @@ func Clean(ctx context.Context, log *slog.Logger) error {
 	}
 	defer f.Close()
 	return cleanStale(log)
+}
+
+// TagImage gives an imported image a second name, as a registry push of
+// the same content under a new tag would.
+func (cl *Cluster) TagImage(ctx context.Context, src, dst string) error {
+	out, err := exec.CommandContext(ctx, cl.bins["ctr"], "--address", cl.containerdSocket(), "--namespace", "k8s.io",
+		"images", "tag", "--force", src, dst).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kube: tag image %s as %s: %v: %s", src, dst, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

@@ -1,0 +1,254 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"babelfish.dev/babelfish/internal/kube"
+	"babelfish.dev/babelfish/internal/tools"
+)
+
+// The images every test runs: built once by TestMain from this checkout,
+// with a second tag of the same content for the upgrade test.
+const (
+	tagA = "e2e-a"
+	tagB = "e2e-b"
+)
+
+// env is the one cluster the package's tests share, in file order; the last
+// test (zz_lifecycle_test.go) stops it and checks what is left.
+var env struct {
+	cl     *kube.Cluster
+	cs     kubernetes.Interface
+	images kube.ImageSet
+	helm   string
+	dir    string // scratch space for the suite
+	log    *slog.Logger
+}
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/cluster setup:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var err error
+	if env.dir, err = os.MkdirTemp("", "babelfish-e2e-cluster-"); err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(env.dir)
+	if env.helm, err = tools.Tool("helm"); err != nil {
+		return 0, err
+	}
+	toolsDir, err := tools.Dir()
+	if err != nil {
+		return 0, err
+	}
+	began := time.Now()
+	// Built where `make cluster` builds them, so a warm run reuses the layers.
+	if env.images, err = kube.BuildImages(ctx, filepath.Join(filepath.Dir(toolsDir), "images", "e2e"), tagA); err != nil {
+		return 0, err
+	}
+	env.log.Info("images built", "took", time.Since(began).Round(time.Millisecond))
+	env.cl, err = kube.Start(ctx,
+		kube.WithImages(env.images.Archives()...),
+		kube.WithNodeLabels(map[string]string{"nvidia.com/gpu.present": "true"}),
+		kube.WithLogger(env.log))
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err := env.cl.Stop(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e/cluster: stop:", err)
+		}
+	}()
+	env.cs = env.cl.Clientset()
+	if err := env.cl.TagImage(ctx, env.images.BabelfishRef(), "docker.io/babelfish/babelfish:"+tagB); err != nil {
+		return 0, err
+	}
+	return m.Run(), nil
+}
+
+// helm runs helm against the cluster and returns its combined output.
+func helm(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, env.helm, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.cl.Kubeconfig(), "HELM_CACHE_HOME="+filepath.Join(env.dir, "helm-cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(env.dir, "helm-config"), "HELM_DATA_HOME="+filepath.Join(env.dir, "helm-data"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// chartDir is the chart in this checkout.
+func chartDir(t testing.TB) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "charts", "babelfish"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// restrictedNamespace makes a namespace that enforces Pod Security
+// "restricted" (latest), and deletes it when t ends.
+func restrictedNamespace(t *testing.T, name string) {
+	t.Helper()
+	createRestrictedNamespace(t, name)
+	t.Cleanup(func() { deleteNamespace(t, name) })
+}
+
+func createRestrictedNamespace(t *testing.T, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce":         "restricted",
+		"pod-security.kubernetes.io/enforce-version": "latest",
+	}}}
+	if _, err := env.cs.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
+}
+
+func deleteNamespace(t testing.TB, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := env.cs.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("delete namespace %s: %v", name, err)
+		return
+	}
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := env.cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Errorf("namespace %s still terminating after 2 minutes", name)
+	}
+}
+
+// waitPodsReady waits until every pod matching selector in ns is Ready
+// (and at least want exist), failing with each pod's state.
+func waitPodsReady(t *testing.T, ns, selector string, want int, timeout time.Duration) []corev1.Pod {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	var pods []corev1.Pod
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := env.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, nil
+		}
+		pods = list.Items
+		if len(pods) < want {
+			return false, nil
+		}
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil || !podReady(p) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("pods %q in %s not Ready after %v:\n%s", selector, ns, timeout, describePods(ns))
+	}
+	return pods
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// describePods says, for a failure message, each pod's phase, its
+// containers' states and the namespace's warning events.
+func describePods(ns string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	list, err := env.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	for _, p := range list.Items {
+		fmt.Fprintf(&b, "  pod %s: %s ready=%v\n", p.Name, p.Status.Phase, podReady(p))
+		for _, c := range p.Status.ContainerStatuses {
+			switch {
+			case c.State.Waiting != nil:
+				fmt.Fprintf(&b, "    %s waiting: %s %s\n", c.Name, c.State.Waiting.Reason, c.State.Waiting.Message)
+			case c.State.Terminated != nil:
+				fmt.Fprintf(&b, "    %s terminated: %s %s (exit %d)\n", c.Name, c.State.Terminated.Reason, c.State.Terminated.Message, c.State.Terminated.ExitCode)
+			default:
+				fmt.Fprintf(&b, "    %s running, ready=%v, restarts=%d\n", c.Name, c.Ready, c.RestartCount)
+			}
+		}
+	}
+	ev, err := env.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "type=Warning"})
+	if err == nil {
+		for _, e := range ev.Items {
+			fmt.Fprintf(&b, "  event %s/%s: %s: %s\n", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
+		}
+	}
+	return b.String()
+}
+
+// podLogs returns the logs of every container of the pods matching
+// selector, for failure messages.
+func podLogs(ns, selector string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := env.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, p := range list.Items {
+		for _, c := range p.Spec.Containers {
+			raw, err := env.cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: ptr(int64(30))}).DoRaw(ctx)
+			fmt.Fprintf(&b, "--- %s/%s (err %v)\n%s\n", p.Name, c.Name, err, raw)
+		}
+	}
+	return b.String()
+}
+
+// serviceAddr is host:port of a Service's ClusterIP and named port.
+func serviceAddr(t *testing.T, ns, name, port string) string {
+	t.Helper()
+	svc, err := env.cs.CoreV1().Services(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("service %s/%s: %v", ns, name, err)
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.Name == port || port == "" {
+			return fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, p.Port)
+		}
+	}
+	t.Fatalf("service %s/%s has no port %q", ns, name, port)
+	return ""
+}
+
+func ptr[T any](v T) *T { return &v }
