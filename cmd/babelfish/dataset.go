@@ -14,7 +14,7 @@ import (
 	"babelfish.dev/babelfish/dataset"
 	"babelfish.dev/babelfish/dataset/corpus"
 	"babelfish.dev/babelfish/dataset/shard"
-	"babelfish.dev/babelfish/internal/testenv"
+	"babelfish.dev/babelfish/internal/tools"
 )
 
 func newDatasetCmd() *cobra.Command {
@@ -77,7 +77,7 @@ kept. The same spec gives a byte-identical manifest.`,
 				spec.Phrases.Categories = append(spec.Phrases.Categories, cat)
 			}
 			spec.ShardBytes = int64(shardMiB) << 20
-			esPath, err := testenv.SystemTool("espeak-ng")
+			esPath, err := tools.SystemTool("espeak-ng")
 			if err != nil {
 				return err
 			}

@@ -328,6 +328,8 @@ func (cl *Cluster) startAPIServer(ctx context.Context) error {
 		// PodSecurity is on by default; naming it keeps it on whatever the defaults become.
 		"--enable-admission-plugins=NodeRestriction,PodSecurity",
 		"--kubelet-client-certificate="+pk.adminCert, "--kubelet-client-key="+pk.adminKey,
+		// The node name resolves nowhere: reach the kubelet at its address.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--allow-privileged=false",
 		"--profiling=false")
 	if err != nil {

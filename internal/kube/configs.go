@@ -113,6 +113,7 @@ type kubeletValues struct {
 	nodeIP                         string
 	port, healthzPort              int32
 	caFile, runtimeSock, podCIDR   string
+	podLogsDir                     string
 	clusterDNS                     string
 	evictionHard                   map[string]string
 	nodeStatusUpdate, syncInterval time.Duration
@@ -156,6 +157,7 @@ func kubeletConfig(v kubeletValues) ([]byte, error) {
 		CgroupsPerQOS:               &t,
 		EnforceNodeAllocatable:      []string{"pods"},
 		StaticPodPath:               "",
+		PodLogsDir:                  v.podLogsDir, // not the host's /var/log/pods
 		ProtectKernelDefaults:       false,
 	}
 	return yaml.Marshal(cfg)
