@@ -24,13 +24,13 @@ func TestRenderedTestHooks(t *testing.T) {
 		args []string
 		want []string // components of the test Pods, sorted
 	}{
-		{"defaults", []string{"-f", chartDir + "/ci/default-values.yaml"}, []string{"test-dashboard", "test-gpu-agent", "test-minio", "test-scheduler", "test-serving"}},
-		{"local cluster", []string{"-f", chartDir + "/ci/local-cluster-values.yaml"}, []string{"test-dashboard", "test-gpu-agent", "test-minio", "test-scheduler", "test-serving"}},
-		{"external store", []string{"-f", chartDir + "/ci/external-minio-tls-values.yaml"}, []string{"test-dashboard", "test-gpu-agent", "test-scheduler", "test-serving"}},
-		{"no gpu agent", []string{"-f", chartDir + "/ci/no-gpu-agent-values.yaml"}, []string{"test-dashboard", "test-minio", "test-scheduler", "test-serving"}},
-		{"no dashboard", []string{"--set", "scheduler.dashboard.enabled=false"}, []string{"test-gpu-agent", "test-minio", "test-scheduler", "test-serving"}},
+		{"defaults", []string{"-f", chartDir + "/ci/default-values.yaml"}, []string{"test-dashboard", "test-dashboard-state", "test-gpu-agent", "test-gpu-agent-metrics", "test-minio", "test-scheduler", "test-serving"}},
+		{"local cluster", []string{"-f", chartDir + "/ci/local-cluster-values.yaml"}, []string{"test-dashboard", "test-dashboard-state", "test-gpu-agent", "test-gpu-agent-metrics", "test-minio", "test-scheduler", "test-serving"}},
+		{"external store", []string{"-f", chartDir + "/ci/external-minio-tls-values.yaml"}, []string{"test-dashboard", "test-dashboard-state", "test-gpu-agent", "test-gpu-agent-metrics", "test-scheduler", "test-serving"}},
+		{"no gpu agent", []string{"-f", chartDir + "/ci/no-gpu-agent-values.yaml"}, []string{"test-dashboard", "test-dashboard-state", "test-minio", "test-scheduler", "test-serving"}},
+		{"no dashboard", []string{"--set", "scheduler.dashboard.enabled=false"}, []string{"test-gpu-agent", "test-gpu-agent-metrics", "test-minio", "test-scheduler", "test-serving"}},
 		{"custom ports and title", []string{"--set", "scheduler.metricsPort=9000", "--set", "scheduler.dashboard.port=9001", "--set", "scheduler.dashboard.title=Lab <1>",
-			"--set", "serving.service.port=8443", "--set", "gpuAgent.port=9500", "--set", "minio.port=9002"}, []string{"test-dashboard", "test-gpu-agent", "test-minio", "test-scheduler", "test-serving"}},
+			"--set", "serving.service.port=8443", "--set", "gpuAgent.port=9500", "--set", "minio.port=9002"}, []string{"test-dashboard", "test-dashboard-state", "test-gpu-agent", "test-gpu-agent-metrics", "test-minio", "test-scheduler", "test-serving"}},
 		{"tests off", []string{"--set", "tests.enabled=false"}, nil},
 	}
 	for _, tt := range tests {

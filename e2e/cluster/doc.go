@@ -6,6 +6,6 @@
 // restarts under load with no failed request, bad input that leaves nothing
 // behind, and a clean stop.
 //
-// The tests share one cluster and run in file order; the last one stops
+// TestCluster runs the steps in order on one cluster; the last one stops
 // it. They need root and the tools cache (`make tools`).
 package cluster

@@ -44,13 +44,13 @@ func selector(c string) string {
 	return "app.kubernetes.io/instance=" + releaseName + ",app.kubernetes.io/component=" + c
 }
 
-// TestHelmInstall installs the chart as a user would, into a namespace
+// testHelmInstall installs the chart as a user would, into a namespace
 // that enforces Pod Security "restricted", with the in-cluster MinIO;
 // promotes a release into that MinIO; and checks every part: all pods
 // Ready, `helm test`, the GPU agent's 8 fake GPUs on the Node, the
 // scheduler's view of them, the dashboard in Chromium through its Service,
 // and Translate and reflection through serving's ClusterIP Service.
-func TestHelmInstall(t *testing.T) {
+func testHelmInstall(t *testing.T) {
 	ctx := t.Context()
 	// The release's namespace outlives this test: the later ones use it.
 	createRestrictedNamespace(t, releaseNS)
@@ -276,4 +276,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-

@@ -29,8 +29,8 @@ const (
 	tagB = "e2e-b"
 )
 
-// env is the one cluster the package's tests share, in file order; the last
-// test (zz_lifecycle_test.go) stops it and checks what is left.
+// env is the one cluster TestCluster's steps share; the last step stops it
+// and checks what is left.
 var env struct {
 	cl     *kube.Cluster
 	cs     kubernetes.Interface
@@ -252,3 +252,23 @@ func serviceAddr(t *testing.T, ns, name, port string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestCluster runs the suite's steps in order on the one cluster: each
+// later step builds on the earlier ones (the release the install made),
+// and the last one stops the cluster.
+func TestCluster(t *testing.T) {
+	steps := []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"pods, services and DNS", testPodsServicesAndDNS},
+		{"helm install", testHelmInstall},
+		{"helm upgrade under load", testHelmUpgradeUnderLoad},
+		{"runtime restarts under load", testRuntimeRestartKeepsServing},
+		{"bad input leaves nothing", testBadInputLeavesNothing},
+		{"stop leaves nothing and starts again", testStopLeavesNothingAndStartsAgain},
+	}
+	for _, s := range steps {
+		t.Run(s.name, s.fn)
+	}
+}

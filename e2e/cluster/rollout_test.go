@@ -84,14 +84,14 @@ func (l *load) finish(t *testing.T, what string) {
 func requireInstalled(t *testing.T) {
 	t.Helper()
 	if !installed {
-		t.Fatal("the release is not installed: TestHelmInstall failed first")
+		t.Fatal("the release is not installed: the install failed first")
 	}
 }
 
-// TestHelmUpgradeUnderLoad rolls every Deployment and the DaemonSet to a
+// testHelmUpgradeUnderLoad rolls every Deployment and the DaemonSet to a
 // new image tag with `helm upgrade --wait` while 16 clients call
 // Translate through the Service: not one request may fail.
-func TestHelmUpgradeUnderLoad(t *testing.T) {
+func testHelmUpgradeUnderLoad(t *testing.T) {
 	requireInstalled(t)
 	ctx := t.Context()
 	l := startLoad(t, 16)
@@ -121,10 +121,10 @@ func TestHelmUpgradeUnderLoad(t *testing.T) {
 	}
 }
 
-// TestRuntimeRestartKeepsServing restarts containerd, then the kubelet,
+// testRuntimeRestartKeepsServing restarts containerd, then the kubelet,
 // while 16 clients call Translate: the running pods keep answering, none
 // restarts, and the release stays current.
-func TestRuntimeRestartKeepsServing(t *testing.T) {
+func testRuntimeRestartKeepsServing(t *testing.T) {
 	requireInstalled(t)
 	ctx := t.Context()
 	before := podRestarts(t)

@@ -172,4 +172,17 @@ BABELFISH_S3_* variables objstore.ConfigFromEnv reads, keys from a Secret.
 {{- if and .Values.scheduler.enabled $sd.enabled (eq (int $sd.port) (int .Values.scheduler.metricsPort)) -}}
 {{- fail (printf "scheduler.dashboard.port (%d) equals scheduler.metricsPort: the dashboard needs its own port" (int $sd.port)) -}}
 {{- end -}}
+{{- /* A namespace whose Pod Security level refuses the GPU agent would leave
+       its DaemonSet with no pods: say so before anything is made. lookup
+       reads the live namespace on install and upgrade (empty under
+       `helm template`). */ -}}
+{{- $g := .Values.gpuAgent -}}
+{{- if and $g.enabled (or (and $g.podResources.enabled (not $g.fakeGPUs)) $g.privileged) -}}
+{{- $ns := lookup "v1" "Namespace" "" .Release.Namespace -}}
+{{- $level := "" -}}
+{{- if $ns -}}{{- $level = index ($ns.metadata.labels | default dict) "pod-security.kubernetes.io/enforce" | default "" -}}{{- end -}}
+{{- if or (eq $level "restricted") (eq $level "baseline") -}}
+{{- fail (printf "namespace %s enforces Pod Security %q, which refuses the GPU agent: with real GPUs it mounts the kubelet's pod-resources socket (a hostPath) as root. Install the agent into a namespace labelled pod-security.kubernetes.io/enforce=privileged, or set gpuAgent.podResources.enabled=false (no pod labels on GPU metrics), or gpuAgent.fakeGPUs for simulated GPUs" .Release.Namespace $level) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -1,14 +1,18 @@
 {{/*
-babelfish.testPod: a `helm test` hook Pod that runs `babelfish check` in one
-container per check and succeeds when every check does. Arguments: root (the
-chart's context), component (the part it checks; the pod is
-<fullname>-test-<component>) and checks, a list of dicts with name and args
-(the arguments after `babelfish check`). Pod Security "restricted".
+babelfish.testPod: `helm test` hook Pods that run `babelfish check`, one Pod
+(of one container, so `helm test --logs` can show it) per check. Arguments:
+root (the chart's context), component (the part it checks) and checks, a
+list of dicts with name and args (the arguments after `babelfish check`).
+The first check's Pod is <fullname>-test-<component>, the others'
+<fullname>-test-<component>-<name>. Pod Security "restricted".
 */}}
 {{- define "babelfish.testPod" -}}
 {{- $root := .root -}}
 {{- $t := $root.Values.tests -}}
-{{- $c := dict "root" $root "component" (printf "test-%s" .component) -}}
+{{- $component := .component -}}
+{{- range $i, $check := .checks }}
+{{- $c := dict "root" $root "component" (ternary (printf "test-%s" $component) (printf "test-%s-%s" $component $check.name) (eq $i 0)) }}
+---
 apiVersion: v1
 kind: Pod
 metadata:
@@ -30,7 +34,7 @@ spec:
   securityContext:
     {{- include "babelfish.podSecurityContext" $root | nindent 4 }}
   containers:
-    {{- range .checks }}
+    {{- with $check }}
     - name: {{ .name }}
       image: {{ include "babelfish.image" $root }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
@@ -55,4 +59,5 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
 {{- end -}}

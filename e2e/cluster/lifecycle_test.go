@@ -10,13 +10,13 @@ import (
 	"babelfish.dev/babelfish/internal/kube"
 )
 
-// TestStopLeavesNothingAndStartsAgain runs last: it stops the suite's
+// testStopLeavesNothingAndStartsAgain runs last: it stops the suite's
 // cluster and checks that nothing of it is left on the machine (processes,
 // mounts, network namespaces, bridge, iptables chains, cgroups); then a
 // cluster whose kubelet cannot start fails naming the kubelet and its log,
 // and leaves nothing either; then a second cluster starts on the same
 // machine and stops clean.
-func TestStopLeavesNothingAndStartsAgain(t *testing.T) {
+func testStopLeavesNothingAndStartsAgain(t *testing.T) {
 	ctx := t.Context()
 	dir := env.cl.Dir()
 	if err := env.cl.Stop(ctx); err != nil {
