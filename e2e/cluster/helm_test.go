@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,9 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	babelfishv1 "babelfish.dev/babelfish/api/babelfish/v1"
-	"babelfish.dev/babelfish/audio"
 	"babelfish.dev/babelfish/internal/browser"
-	"babelfish.dev/babelfish/internal/fixture"
+	"babelfish.dev/babelfish/internal/kubetest"
 	"babelfish.dev/babelfish/model/registry"
 	"babelfish.dev/babelfish/nvml/inventory"
 	"babelfish.dev/babelfish/objstore"
@@ -158,49 +156,23 @@ func testHelmInstall(t *testing.T) {
 	})
 }
 
-// minioStore is an object-store client on the in-cluster MinIO, through
-// its ClusterIP Service, with the root credentials from the chart's Secret.
+// minioStore is an object-store client on the in-cluster MinIO.
 func minioStore(t *testing.T) *objstore.Client {
 	t.Helper()
-	secrets, err := env.cs.CoreV1().Secrets(releaseNS).List(t.Context(), metav1.ListOptions{})
+	st, err := kubetest.MinIOStore(t.Context(), env.cs, releaseNS, component("minio"), "babelfish")
 	if err != nil {
 		t.Fatal(err)
-	}
-	cfg := objstore.DefaultConfig()
-	for _, s := range secrets.Items {
-		if u, p := s.Data["rootUser"], s.Data["rootPassword"]; len(u) > 0 && len(p) > 0 {
-			cfg.AccessKey, cfg.SecretKey = string(u), string(p)
-		}
-	}
-	if cfg.AccessKey == "" {
-		t.Fatalf("no MinIO credentials Secret (rootUser, rootPassword) in %s", releaseNS)
-	}
-	cfg.Endpoint = serviceAddr(t, releaseNS, component("minio"), "")
-	cfg.Bucket = "babelfish"
-	st, err := objstore.New(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(t.Context()); err != nil {
-		t.Fatalf("bucket on the in-cluster MinIO at %s: %v", cfg.Endpoint, err)
 	}
 	return st
 }
 
-// promoteTinyModel writes a small random-weight model as a checkpoint and
-// promotes it: serving follows `current`.
+// promoteTinyModel promotes a random-weight model: serving follows
+// `current`.
 func promoteTinyModel(t *testing.T, st *objstore.Client, seed uint64) registry.Release {
 	t.Helper()
-	m := fixture.TinyModel(t, []string{"de", "fr"}, seed, 8)
-	job := fmt.Sprintf("cluster-e2e-%d", seed)
-	prefix := fixture.WriteCheckpoint(t, st, job, 1, m, nil)
-	reg, err := registry.New(st, modelName)
+	rel, err := kubetest.PromoteRandomModel(t.Context(), st, modelName, fmt.Sprintf("cluster-e2e-%d", seed), []string{"de", "fr"}, seed)
 	if err != nil {
-		t.Fatal(err)
-	}
-	rel, err := reg.Promote(t.Context(), prefix)
-	if err != nil {
-		t.Fatalf("promote %s: %v", prefix, err)
+		t.Fatalf("promote: %v", err)
 	}
 	return rel
 }
@@ -216,15 +188,9 @@ func dialServing(t *testing.T) *grpc.ClientConn {
 	return conn
 }
 
-// testWAV is a second of a 220 Hz tone at 16 kHz: the tiny model's
-// mechanics need speech-shaped input, not speech.
 func testWAV(t testing.TB) []byte {
 	t.Helper()
-	c := audio.Clip{Rate: 16000, Samples: make([]float32, 16000)}
-	for i := range c.Samples {
-		c.Samples[i] = float32(0.3 * math.Sin(2*math.Pi*220*float64(i)/16000))
-	}
-	b, err := audio.EncodeWAV(c, audio.PCM16)
+	b, err := kubetest.ToneWAV()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,10 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"babelfish.dev/babelfish/internal/kube"
+	"babelfish.dev/babelfish/internal/kubetest"
 	"babelfish.dev/babelfish/internal/tools"
 )
 
@@ -92,13 +91,7 @@ func run(m *testing.M) (int, error) {
 
 // helm runs helm against the cluster and returns its combined output.
 func helm(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, env.helm, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.cl.Kubeconfig(), "HELM_CACHE_HOME="+filepath.Join(env.dir, "helm-cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(env.dir, "helm-config"), "HELM_DATA_HOME="+filepath.Join(env.dir, "helm-data"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
+	return kubetest.Helm{Bin: env.helm, Kubeconfig: env.cl.Kubeconfig(), Home: filepath.Join(env.dir, "helm")}.Run(ctx, args...)
 }
 
 // chartDir is the chart in this checkout.
@@ -150,70 +143,17 @@ func deleteNamespace(t testing.TB, name string) {
 // (and at least want exist), failing with each pod's state.
 func waitPodsReady(t *testing.T, ns, selector string, want int, timeout time.Duration) []corev1.Pod {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	var pods []corev1.Pod
-	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		list, err := env.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return false, nil
-		}
-		pods = list.Items
-		if len(pods) < want {
-			return false, nil
-		}
-		for _, p := range pods {
-			if p.DeletionTimestamp != nil || !podReady(p) {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
+	pods, err := kubetest.WaitPodsReady(t.Context(), env.cs, ns, selector, want, timeout)
 	if err != nil {
-		t.Fatalf("pods %q in %s not Ready after %v:\n%s", selector, ns, timeout, describePods(ns))
+		t.Fatalf("%v:\n%s", err, describePods(ns))
 	}
 	return pods
 }
 
-func podReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// describePods says, for a failure message, each pod's phase, its
-// containers' states and the namespace's warning events.
 func describePods(ns string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var b strings.Builder
-	list, err := env.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err.Error()
-	}
-	for _, p := range list.Items {
-		fmt.Fprintf(&b, "  pod %s: %s ready=%v\n", p.Name, p.Status.Phase, podReady(p))
-		for _, c := range p.Status.ContainerStatuses {
-			switch {
-			case c.State.Waiting != nil:
-				fmt.Fprintf(&b, "    %s waiting: %s %s\n", c.Name, c.State.Waiting.Reason, c.State.Waiting.Message)
-			case c.State.Terminated != nil:
-				fmt.Fprintf(&b, "    %s terminated: %s %s (exit %d)\n", c.Name, c.State.Terminated.Reason, c.State.Terminated.Message, c.State.Terminated.ExitCode)
-			default:
-				fmt.Fprintf(&b, "    %s running, ready=%v, restarts=%d\n", c.Name, c.Ready, c.RestartCount)
-			}
-		}
-	}
-	ev, err := env.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "type=Warning"})
-	if err == nil {
-		for _, e := range ev.Items {
-			fmt.Fprintf(&b, "  event %s/%s: %s: %s\n", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
-		}
-	}
-	return b.String()
+	return kubetest.Describe(ctx, env.cs, ns)
 }
 
 // podLogs returns the logs of every container of the pods matching
@@ -238,17 +178,11 @@ func podLogs(ns, selector string) string {
 // serviceAddr is host:port of a Service's ClusterIP and named port.
 func serviceAddr(t *testing.T, ns, name, port string) string {
 	t.Helper()
-	svc, err := env.cs.CoreV1().Services(ns).Get(t.Context(), name, metav1.GetOptions{})
+	addr, err := kubetest.ServiceAddr(t.Context(), env.cs, ns, name, port)
 	if err != nil {
-		t.Fatalf("service %s/%s: %v", ns, name, err)
+		t.Fatal(err)
 	}
-	for _, p := range svc.Spec.Ports {
-		if p.Name == port || port == "" {
-			return fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, p.Port)
-		}
-	}
-	t.Fatalf("service %s/%s has no port %q", ns, name, port)
-	return ""
+	return addr
 }
 
 func ptr[T any](v T) *T { return &v }
