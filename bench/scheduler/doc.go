@@ -5,9 +5,10 @@
 // delay and JCT of every policy beside fgd's, lines "bench
 // scheduler-replay"), and measures the core's placement throughput.
 //
-//	go run ./bench/scheduler [-traces ../shared/traces] [-workloads default,gpushare40,multigpu50]
+//	go run ./bench/scheduler [-traces scheduler/sim/testdata/openb] [-workloads default,gpushare40,multigpu50]
 //	    [-seeds 42-51] [-policies babelfish,fgd,bestfit,spread] [-parallel N]
 //	    [-replay-seeds 42-51|none] [-replay-tune 1.3] [-replay-time-scale 30000]
 //
-// Run it from the repository root: the traces default to ../shared/traces.
+// Run it from the repository root: the traces default to the copy in the
+// repository, scheduler/sim/testdata/openb.
 package main

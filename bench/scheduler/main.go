@@ -40,7 +40,7 @@ type config struct {
 func main() {
 	var c config
 	var workloads, seeds, policies string
-	flag.StringVar(&c.traces, "traces", filepath.Join("..", "shared", "traces"), "directory with the openb CSVs and expected_allo_discrete.csv")
+	flag.StringVar(&c.traces, "traces", filepath.Join("scheduler", "sim", "testdata", "openb"), "directory with the openb CSVs and expected_allo_discrete.csv")
 	flag.StringVar(&workloads, "workloads", "default,gpushare40,multigpu50", "comma-separated openb workloads (openb_pod_list_<name>.csv)")
 	flag.StringVar(&seeds, "seeds", "42-51", "seeds: a range lo-hi or a comma-separated list")
 	flag.StringVar(&policies, "policies", "babelfish,fgd,bestfit,spread", "comma-separated policies")

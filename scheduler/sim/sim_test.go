@@ -267,16 +267,14 @@ func TestReadPublished(t *testing.T) {
 	}
 }
 
-// tracesDir is where the openb traces live: BABELFISH_TRACES, or
-// ../shared/traces beside the repository.
+// tracesDir is where the openb traces live: testdata/openb in this package
+// (go test runs in the package's directory). They are part of the
+// repository, so a missing file is a failure, never a skip.
 func tracesDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("BABELFISH_TRACES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "traces")
-	}
+	dir := filepath.Join("testdata", "openb")
 	if _, err := os.Stat(filepath.Join(dir, "openb_node_list_gpu_node.csv")); err != nil {
-		t.Fatalf("openb traces not found (%v): put them in ../shared/traces beside the repository or set BABELFISH_TRACES", err)
+		t.Fatalf("openb traces not found (%v): they belong in scheduler/sim/testdata/openb", err)
 	}
 	return dir
 }
