@@ -108,6 +108,28 @@ func testHelmInstall(t *testing.T) {
 		}
 	})
 
+	t.Run("one scheduler leads, serving scales by its HPA", func(t *testing.T) {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			lease, err := env.cs.CoordinationV1().Leases(releaseNS).Get(ctx, "babelfish-scheduler", metav1.GetOptions{})
+			if err == nil && lease.Spec.HolderIdentity != nil && strings.HasPrefix(*lease.Spec.HolderIdentity, component("scheduler")) {
+				t.Logf("leader: %s", *lease.Spec.HolderIdentity)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no scheduler holds Lease %s/babelfish-scheduler: %v %+v", releaseNS, err, lease)
+			}
+			time.Sleep(time.Second)
+		}
+		hpa, err := env.cs.AutoscalingV2().HorizontalPodAutoscalers(releaseNS).Get(ctx, component("serving"), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hpa.Spec.ScaleTargetRef.Name != component("serving") || hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas != 2 {
+			t.Errorf("serving's HPA targets %s with min %v; want %s, 2", hpa.Spec.ScaleTargetRef.Name, hpa.Spec.MinReplicas, component("serving"))
+		}
+	})
+
 	dash := "http://" + serviceAddr(t, releaseNS, component("scheduler-metrics"), "dashboard")
 	t.Run("scheduler lists the GPUs", func(t *testing.T) {
 		body := httpGetEventually(t, dash+"/api/state", time.Minute)
