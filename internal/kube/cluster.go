@@ -50,6 +50,13 @@ const (
 	PauseImage = "docker.io/babelfish/pause:3.10"
 )
 
+// Unix socket paths hold at most 107 bytes; the kubelet's longest sockets
+// add about this much to its root directory.
+const (
+	maxSocketPath          = 107
+	maxKubeletSocketSuffix = 45
+)
+
 // sysctls the pod network needs: routing from the bridge, and bridged
 // traffic through iptables so Service replies between pods on one bridge
 // are un-NATed. Stop restores the values they had.
@@ -186,6 +193,13 @@ func Start(ctx context.Context, opts ...Option) (_ *Cluster, err error) {
 	}
 	if cl.dir, err = filepath.Abs(cl.dir); err != nil {
 		return cl, err
+	}
+	// The kubelet listens on unix sockets under its root directory
+	// (pod-resources/kubelet.sock, device-plugins/..., plugins_registry/...),
+	// and a socket path holds at most 107 bytes.
+	if root := filepath.Join(cl.dir, "kubelet"); len(root)+maxKubeletSocketSuffix > maxSocketPath {
+		return cl, fmt.Errorf("kube: state directory %s is too long (%d bytes): the kubelet's sockets under %s must fit in %d bytes; choose a directory of at most %d bytes",
+			cl.dir, len(cl.dir), root, maxSocketPath, maxSocketPath-maxKubeletSocketSuffix-len("/kubelet"))
 	}
 	cl.logDir = filepath.Join(cl.dir, "logs")
 	for _, d := range []string{cl.logDir, runDir, filepath.Join(cl.dir, "cni", "net.d")} {
