@@ -269,6 +269,11 @@ func WorkerVars(j *v1alpha1.TrainingJob, gen int32, rank int, gpus string, gpuMi
 	return vars, nil
 }
 
+// workerUID runs every rank: the project image's non-root user.
+const workerUID int64 = 65532
+
+func ptrTo[T any](v T) *T { return &v }
+
 // WorkerPod builds one rank's pod as the scheduler creates it, unbound: it
 // binds it once every pod of the gang exists. grace is the pod's
 // termination grace in seconds.
@@ -341,6 +346,17 @@ func WorkerPod(j *v1alpha1.TrainingJob, gen int32, p v1alpha1.WorkerPlacement, s
 			Subdomain:                     j.Name,
 			ServiceAccountName:            j.Spec.Template.ServiceAccountName,
 			TerminationGracePeriodSeconds: &grace,
+			// Pod Security "restricted": a namespace that enforces it admits
+			// the ranks. The UID is the project image's user.
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   ptrTo(true),
+				RunAsUser:      ptrTo(workerUID),
+				RunAsGroup:     ptrTo(workerUID),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			// The root filesystem is read-only; libraries that want a
+			// scratch directory get /tmp.
+			Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 			// GPU nodes are commonly tainted so that only GPU work lands
 			// there; the scheduler chose this node for its GPUs.
 			Tolerations: []corev1.Toleration{{Key: string(GPUResource), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
@@ -352,6 +368,12 @@ func WorkerPod(j *v1alpha1.TrainingJob, gen int32, p v1alpha1.WorkerPlacement, s
 				Args:            slices.Clone(j.Spec.Template.Args),
 				Env:             env,
 				Resources:       res,
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptrTo(false),
+					ReadOnlyRootFilesystem:   ptrTo(true),
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
 				Ports: []corev1.ContainerPort{
 					{Name: "rendezvous", ContainerPort: port(j), Protocol: corev1.ProtocolTCP},
 					{Name: "ring", ContainerPort: ringPort(j), Protocol: corev1.ProtocolTCP},
