@@ -30,28 +30,39 @@ var chainPrefixes = []string{"KUBE-", "CNI-", "BABELFISH-"}
 // cgroupParent is the kubelet's cgroup of pods under each v1 controller.
 const cgroupParent = "kubepods"
 
-// killMarked SIGKILLs every process that carries markerEnv, except this one.
-func killMarked() (int, error) {
+// markedProcs lists the processes, other than this one, that carry
+// markerEnv, with their command lines.
+func markedProcs() (map[int]string, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	self := os.Getpid()
-	n := 0
+	procs := map[int]string{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
 		if err != nil || !bytes.Contains(env, []byte(markerEnv+"=")) {
 			continue
 		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		procs[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+	}
+	return procs, nil
+}
+
+// killMarked SIGKILLs every process that carries markerEnv, except this one.
+func killMarked() (int, error) {
+	procs, err := markedProcs()
+	n := 0
+	for pid := range procs {
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			n++
 		}
 	}
-	return n, nil
+	return n, err
 }
 
 // cgroupDirs returns every directory of the kubepods tree under each
@@ -104,11 +115,12 @@ func killCgroups() error {
 	return errors.Join(errs...)
 }
 
-// unmountUnder detaches every mount at or below each prefix, deepest first.
-func unmountUnder(prefixes ...string) error {
+// mountsUnder lists the mount points at or below any of prefixes,
+// deepest first.
+func mountsUnder(prefixes ...string) ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var points []string
 	for line := range strings.SplitSeq(string(b), "\n") {
@@ -125,6 +137,15 @@ func unmountUnder(prefixes ...string) error {
 		}
 	}
 	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	return points, nil
+}
+
+// unmountUnder detaches every mount at or below each prefix, deepest first.
+func unmountUnder(prefixes ...string) error {
+	points, err := mountsUnder(prefixes...)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, mp := range points {
 		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
@@ -291,17 +312,9 @@ func writeSysctl(name, value string) error {
 // Stop.
 func Leftovers(dir string) []string {
 	var left []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(env, []byte(markerEnv+"=")) {
-			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			left = append(left, fmt.Sprintf("process %d: %s", pid, strings.ReplaceAll(string(cmd), "\x00", " ")))
-		}
+	procs, _ := markedProcs()
+	for pid, cmd := range procs {
+		left = append(left, fmt.Sprintf("process %d: %s", pid, cmd))
 	}
 	for _, l := range []string{bridgeName, routeLink} {
 		if _, err := net.InterfaceByName(l); err == nil {
@@ -316,19 +329,9 @@ func Leftovers(dir string) []string {
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 5 {
-				continue
-			}
-			mp := unescapeMount(f[4])
-			for _, p := range []string{dir, runDir} {
-				if p != "" && (mp == p || strings.HasPrefix(mp, p+"/")) {
-					left = append(left, "mount "+mp)
-				}
-			}
-		}
+	mounts, _ := mountsUnder(dir, runDir)
+	for _, mp := range mounts {
+		left = append(left, "mount "+mp)
 	}
 	if out, err := exec.Command("iptables-save").Output(); err == nil {
 		for line := range strings.SplitSeq(string(out), "\n") {

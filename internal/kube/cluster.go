@@ -143,8 +143,7 @@ type Cluster struct {
 	mu    sync.Mutex
 	parts map[string]*part
 
-	startup  time.Duration
-	partTime map[string]time.Duration
+	startup time.Duration
 
 	stopOnce sync.Once
 	stopErr  error
@@ -173,7 +172,7 @@ func Start(ctx context.Context, opts ...Option) (_ *Cluster, err error) {
 		return nil, err
 	}
 	began := time.Now()
-	cl := &Cluster{cfg: c, bins: bins, parts: map[string]*part{}, partTime: map[string]time.Duration{}}
+	cl := &Cluster{cfg: c, bins: bins, parts: map[string]*part{}}
 	if cl.lock, err = acquireLock(ctx, c.log); err != nil {
 		return nil, err
 	}
@@ -253,7 +252,6 @@ func Start(ctx context.Context, opts ...Option) (_ *Cluster, err error) {
 		if err := s.fn(ctx); err != nil {
 			return cl, err
 		}
-		cl.partTime[s.name] = time.Since(t)
 		c.log.Debug("cluster part ready", "part", s.name, "took", time.Since(t).Round(time.Millisecond))
 	}
 	cl.startup = time.Since(began)
@@ -280,15 +278,8 @@ func (cl *Cluster) NodeIP() net.IP { return cl.nodeIP }
 func (cl *Cluster) Dir() string    { return cl.dir }
 func (cl *Cluster) LogDir() string { return cl.logDir }
 
-// StartupDuration is how long Start took; PartDurations how long each step.
+// StartupDuration is how long Start took.
 func (cl *Cluster) StartupDuration() time.Duration { return cl.startup }
-func (cl *Cluster) PartDurations() map[string]time.Duration {
-	m := make(map[string]time.Duration, len(cl.partTime))
-	for k, v := range cl.partTime {
-		m[k] = v
-	}
-	return m
-}
 
 func (cl *Cluster) run(name, bin string, args ...string) (*part, error) {
 	args = append(args, cl.cfg.extraArgs[name]...)
@@ -447,16 +438,6 @@ func (cl *Cluster) ImportImages(ctx context.Context, archives ...string) error {
 		cl.cfg.log.Debug("image imported", "archive", a, "ctr", strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// Images lists the image names containerd holds for the kubelet.
-func (cl *Cluster) Images(ctx context.Context) ([]string, error) {
-	out, err := exec.CommandContext(ctx, cl.bins["ctr"], "--address", cl.containerdSocket(), "--namespace", "k8s.io",
-		"images", "list", "--quiet").Output()
-	if err != nil {
-		return nil, fmt.Errorf("kube: list images: %w", err)
-	}
-	return strings.Fields(string(out)), nil
 }
 
 // setupNetwork writes the CNI config, sets the sysctls, routes the service

@@ -26,9 +26,8 @@ func (s ImageSet) Pause() string     { return filepath.Join(s.Dir, "pause.oci.ta
 // Archives lists the three archives, the pause image first.
 func (s ImageSet) Archives() []string { return []string{s.Pause(), s.Babelfish(), s.MinIO()} }
 
-// BabelfishRef and MinIORef are the names the archives import under.
+// BabelfishRef is the name the babelfish archive imports under.
 func (s ImageSet) BabelfishRef() string { return "docker.io/babelfish/babelfish:" + s.Tag }
-func (s ImageSet) MinIORef() string     { return "docker.io/babelfish/minio:" + s.Tag }
 
 // BuildImages runs scripts/ociimage.sh from the repository that holds the
 // working directory, writing the archives into dir with tag. The Debian base

@@ -2,6 +2,8 @@ package kube
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +156,44 @@ func TestContainerdConfig(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("containerd config lacks %q", want)
 		}
+	}
+}
+
+func TestMountsUnder(t *testing.T) {
+	got, err := mountsUnder("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || got[len(got)-1] != "/proc" {
+		t.Fatalf("mounts under /proc: %q; want /proc itself last (deepest first)", got)
+	}
+	if none, _ := mountsUnder("/no/such/prefix"); len(none) != 0 {
+		t.Errorf("mounts under a missing prefix: %q", none)
+	}
+}
+
+// TestMarkedProcs starts a process carrying the cluster's marker and one
+// without it: only the marked one counts as the cluster's. (killMarked
+// itself is not called here: it would end a real cluster that another
+// package's test runs at the same time.)
+func TestMarkedProcs(t *testing.T) {
+	marked := exec.Command("sleep", "60")
+	marked.Env = append(os.Environ(), markerEnv+"=test")
+	plain := exec.Command("sleep", "60")
+	for _, c := range []*exec.Cmd{marked, plain} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Process.Kill()
+	}
+	procs, err := markedProcs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd, ok := procs[marked.Process.Pid]; !ok || cmd != "sleep 60" {
+		t.Fatalf("marked process %d not found as %q in %v", marked.Process.Pid, "sleep 60", procs)
+	}
+	if _, ok := procs[plain.Process.Pid]; ok {
+		t.Fatalf("unmarked process %d counted as the cluster's", plain.Process.Pid)
 	}
 }
